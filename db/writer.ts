@@ -1,0 +1,314 @@
+// The one writer. Every event enters `ledger.events` here, together with the
+// projections it implies (`ledger.invocations`, `ledger.queue`, attempt logs), in one
+// statement per batch: the events, the projection upserts and the queue changes are
+// data-modifying CTEs over arrays passed through unnest, so a batch of any size costs
+// one round trip. The lifecycle rules are checked in JS before anything is sent.
+import { sql } from 'kysely';
+import { SequenceConflict } from './errors.ts';
+import {
+  apply,
+  attemptOf,
+  isQueued,
+  LifecycleViolation,
+  type InvocationState,
+  type NewEvent,
+} from './lifecycle.ts';
+import type { Executor } from './schema.ts';
+
+export interface AppendRequest {
+  invocationId: string;
+  /** seq of the last event the caller saw: 0 for a new invocation */
+  expectedSeq: number;
+  events: NewEvent[];
+  /**
+   * The state the caller already holds (from a claim or a previous append). When
+   * given, the writer does not read it again; the unique (invocation_id, seq) index
+   * still refuses a stale one.
+   */
+  prior?: InvocationState;
+  /** lease length for an attempt this request starts */
+  leaseMs?: number;
+  /** what the attempt printed, kept with it */
+  log?: { attempt: number; text: string };
+}
+
+export interface AppendedEvent {
+  position: string;
+  seq: number;
+  type: NewEvent['type'];
+  occurredAt: Date;
+}
+
+export interface AppendResult {
+  invocationId: string;
+  state: InvocationState;
+  events: AppendedEvent[];
+}
+
+/** A rejected request inside a batch: the others still commit. */
+export interface AppendRejection {
+  invocationId: string;
+  error: SequenceConflict | LifecycleViolation;
+}
+
+export const DEFAULT_LEASE_MS = 5 * 60_000;
+export const EVENTS_CHANNEL = 'ledger_events';
+
+// Folding happens before the transaction's clock is known; this marker stands for
+// "the statement's now()" and is sent to PostgreSQL as the literal 'now'.
+const TX_NOW = new Date(8.64e15);
+const ts = (d: Date | null): string | null => (d === null ? null : d.getTime() === TX_NOW.getTime() ? 'now' : d.toISOString());
+
+/** Appends to one invocation; throws SequenceConflict or LifecycleViolation. */
+export async function appendEvents(db: Executor, request: AppendRequest): Promise<AppendResult> {
+  const { results, rejected } = await appendBatch(db, [request]);
+  if (rejected[0]) throw rejected[0].error;
+  return results[0] as AppendResult;
+}
+
+/**
+ * Appends for many invocations in one statement. Requests that break the lifecycle or
+ * whose expected seq is stale are returned in `rejected`; the rest commit together.
+ * A concurrent writer racing on the same new seq surfaces as SequenceConflict thrown
+ * for the whole batch (the database refused it; nothing was written).
+ */
+export async function appendBatch(
+  db: Executor,
+  requests: readonly AppendRequest[],
+): Promise<{ results: AppendResult[]; rejected: AppendRejection[] }> {
+  if (requests.length === 0) return { results: [], rejected: [] };
+  if (requests.some((r) => r.expectedSeq > 0 && !r.prior) && !db.isTransaction) {
+    // the row locks taken while reading states must last until the write
+    return db.transaction().execute((tx) => appendBatch(tx, requests));
+  }
+  const needsLoad = requests.filter((r) => r.expectedSeq > 0 && !r.prior).map((r) => r.invocationId);
+  const loaded = needsLoad.length > 0 ? await loadStates(db, needsLoad) : new Map<string, InvocationState>();
+
+  const planned: { req: AppendRequest; state: InvocationState }[] = [];
+  const rejected: AppendRejection[] = [];
+  for (const req of requests) {
+    const prior = req.expectedSeq === 0 ? undefined : (req.prior ?? loaded.get(req.invocationId));
+    const actual = prior?.lastSeq ?? 0;
+    if (actual !== req.expectedSeq) {
+      rejected.push({ invocationId: req.invocationId, error: new SequenceConflict(req.invocationId, req.expectedSeq, actual) });
+      continue;
+    }
+    try {
+      let state = prior;
+      for (const e of req.events) state = apply(state, e, req.invocationId, TX_NOW);
+      if (!state) throw new LifecycleViolation(req.invocationId, null, 'accepted', 'nothing to append');
+      if (state.pendingAfterFailure) {
+        throw new LifecycleViolation(
+          req.invocationId,
+          'failed',
+          state.pendingAfterFailure,
+          'a failed async attempt is appended together with its retry or dead letter',
+        );
+      }
+      planned.push({ req, state });
+    } catch (e) {
+      if (!(e instanceof LifecycleViolation)) throw e;
+      rejected.push({ invocationId: req.invocationId, error: e });
+    }
+  }
+  if (planned.length === 0) return { results: [], rejected };
+
+  const rows = await writeStatement(db, planned);
+  const byInvocation = new Map<string, AppendedEvent[]>();
+  let txNow: Date | null = null;
+  for (const r of rows) {
+    txNow ??= r.occurred_at;
+    let list = byInvocation.get(r.invocation_id);
+    if (!list) byInvocation.set(r.invocation_id, (list = []));
+    list.push({ position: r.position, seq: r.seq, type: r.type as NewEvent['type'], occurredAt: r.occurred_at });
+  }
+  const results = planned.map(({ req, state }) => ({
+    invocationId: req.invocationId,
+    state: resolveNow(state, txNow ?? new Date()),
+    events: (byInvocation.get(req.invocationId) ?? []).sort((a, b) => a.seq - b.seq),
+  }));
+  return { results, rejected };
+}
+
+function resolveNow(state: InvocationState, now: Date): InvocationState {
+  const fix = (d: Date | null) => (d !== null && d.getTime() === TX_NOW.getTime() ? now : d);
+  return {
+    ...state,
+    acceptedAt: fix(state.acceptedAt) as Date,
+    startedAt: fix(state.startedAt),
+    finishedAt: fix(state.finishedAt),
+    updatedAt: fix(state.updatedAt) as Date,
+    runAt: fix(state.runAt),
+  };
+}
+
+interface WrittenRow {
+  position: string;
+  invocation_id: string;
+  seq: number;
+  type: string;
+  occurred_at: Date;
+}
+
+async function writeStatement(
+  db: Executor,
+  planned: readonly { req: AppendRequest; state: InvocationState }[],
+): Promise<WrittenRow[]> {
+  // events
+  const eInv: string[] = [];
+  const eSeq: number[] = [];
+  const eType: string[] = [];
+  const eAttempt: (number | null)[] = [];
+  const eData: string[] = [];
+  // ledger.invocations
+  const p = {
+    id: [] as string[], fn: [] as string[], ver: [] as number[], itype: [] as string[], status: [] as string[],
+    attempts: [] as number[], failures: [] as number[], lastSeq: [] as number[], lastType: [] as string[],
+    idem: [] as (string | null)[], errType: [] as (string | null)[], dlReason: [] as (string | null)[],
+    acceptedAt: [] as (string | null)[], startedAt: [] as (string | null)[], finishedAt: [] as (string | null)[],
+    updatedAt: [] as (string | null)[],
+  };
+  // ledger.queue: rows to upsert and rows to remove
+  const q = {
+    id: [] as string[], fn: [] as string[], ver: [] as number[], itype: [] as string[], attempt: [] as number[],
+    runAt: [] as (string | null)[], acceptedAt: [] as (string | null)[], lockedBy: [] as (string | null)[],
+    leaseMs: [] as (number | null)[],
+  };
+  const dequeue: string[] = [];
+  const logs = { id: [] as string[], attempt: [] as number[], text: [] as string[] };
+
+  for (const { req, state } of planned) {
+    let seq = req.expectedSeq;
+    for (const e of req.events) {
+      eInv.push(req.invocationId);
+      eSeq.push(++seq);
+      eType.push(e.type);
+      eAttempt.push(attemptOf(e));
+      eData.push(JSON.stringify(e.data));
+    }
+    p.id.push(state.id); p.fn.push(state.functionName); p.ver.push(state.functionVersion);
+    p.itype.push(state.invocationType); p.status.push(state.status); p.attempts.push(state.attempts);
+    p.failures.push(state.failuresSinceRedrive); p.lastSeq.push(state.lastSeq); p.lastType.push(state.lastType);
+    p.idem.push(state.idempotencyKey); p.errType.push(state.errorType); p.dlReason.push(state.deadLetterReason);
+    p.acceptedAt.push(ts(state.acceptedAt)); p.startedAt.push(ts(state.startedAt));
+    p.finishedAt.push(ts(state.finishedAt)); p.updatedAt.push(ts(state.updatedAt));
+    if (isQueued(state)) {
+      const running = state.status === 'running';
+      q.id.push(state.id); q.fn.push(state.functionName); q.ver.push(state.functionVersion);
+      q.itype.push(state.invocationType); q.attempt.push(state.attempts);
+      q.runAt.push(ts(state.runAt ?? state.updatedAt)); q.acceptedAt.push(ts(state.acceptedAt));
+      q.lockedBy.push(running ? state.workerId : null);
+      q.leaseMs.push(running ? (req.leaseMs ?? DEFAULT_LEASE_MS) : null);
+    } else if (req.expectedSeq > 0) {
+      dequeue.push(state.id);
+    }
+    if (req.log) {
+      logs.id.push(req.invocationId); logs.attempt.push(req.log.attempt); logs.text.push(req.log.text);
+    }
+  }
+
+  const result = await sql<WrittenRow>`
+    with ev as (
+      insert into ledger.events (invocation_id, seq, type, attempt, data)
+      select * from unnest(${eInv}::uuid[], ${eSeq}::int[], ${eType}::text[], ${eAttempt}::int[], ${eData}::jsonb[])
+      returning position, invocation_id, seq, type, occurred_at
+    ), proj as (
+      insert into ledger.invocations as i (id, function_name, function_version, invocation_type, status, attempts,
+        failures_since_redrive, last_seq, last_event_type, idempotency_key, error_type, dead_letter_reason,
+        accepted_at, started_at, finished_at, updated_at)
+      select * from unnest(${p.id}::uuid[], ${p.fn}::text[], ${p.ver}::int[], ${p.itype}::text[], ${p.status}::text[],
+        ${p.attempts}::int[], ${p.failures}::int[], ${p.lastSeq}::int[], ${p.lastType}::text[], ${p.idem}::text[],
+        ${p.errType}::text[], ${p.dlReason}::text[], ${p.acceptedAt}::timestamptz[], ${p.startedAt}::timestamptz[],
+        ${p.finishedAt}::timestamptz[], ${p.updatedAt}::timestamptz[])
+      on conflict (id) do update set
+        status = excluded.status, attempts = excluded.attempts, failures_since_redrive = excluded.failures_since_redrive,
+        last_seq = excluded.last_seq, last_event_type = excluded.last_event_type, error_type = excluded.error_type,
+        dead_letter_reason = excluded.dead_letter_reason, started_at = excluded.started_at,
+        finished_at = excluded.finished_at, updated_at = excluded.updated_at
+    ), enq as (
+      insert into ledger.queue (invocation_id, function_name, function_version, invocation_type, attempt, run_at,
+        accepted_at, locked_by, lease_expires_at)
+      select id, fn, ver, itype, attempt, run_at, accepted_at, locked_by,
+             case when lease_ms is null then null else now() + make_interval(secs => lease_ms / 1000.0) end
+      from unnest(${q.id}::uuid[], ${q.fn}::text[], ${q.ver}::int[], ${q.itype}::text[], ${q.attempt}::int[],
+        ${q.runAt}::timestamptz[], ${q.acceptedAt}::timestamptz[], ${q.lockedBy}::text[], ${q.leaseMs}::int[])
+        as t(id, fn, ver, itype, attempt, run_at, accepted_at, locked_by, lease_ms)
+      on conflict (invocation_id) do update set
+        attempt = excluded.attempt, run_at = excluded.run_at, locked_by = excluded.locked_by,
+        lease_expires_at = excluded.lease_expires_at
+    ), deq as (
+      delete from ledger.queue where invocation_id = any(${dequeue}::uuid[])
+    ), lg as (
+      insert into ledger.attempt_logs (invocation_id, attempt, log)
+      select * from unnest(${logs.id}::uuid[], ${logs.attempt}::int[], ${logs.text}::text[])
+      on conflict (invocation_id, attempt) do update set log = excluded.log
+    ), wake as (
+      select pg_notify(${EVENTS_CHANNEL}, '')
+    )
+    select ev.* from ev, wake
+  `
+    .execute(db)
+    .catch((e: unknown) => {
+      if ((e as { code?: string }).code === '23505' && /events_invocation_id_seq_key|invocations_pkey/.test(String((e as { constraint?: string }).constraint))) {
+        const first = planned[0] as { req: AppendRequest };
+        throw new SequenceConflict(first.req.invocationId, first.req.expectedSeq, null);
+      }
+      throw e;
+    });
+  return result.rows;
+}
+
+interface StateRow {
+  id: string;
+  function_name: string;
+  function_version: number;
+  invocation_type: string;
+  status: string;
+  attempts: number;
+  failures_since_redrive: number;
+  last_seq: number;
+  last_event_type: string;
+  idempotency_key: string | null;
+  error_type: string | null;
+  dead_letter_reason: string | null;
+  accepted_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  updated_at: Date;
+  run_at: Date | null;
+  locked_by: string | null;
+}
+
+export function stateFromRow(r: StateRow): InvocationState {
+  return {
+    id: r.id,
+    functionName: r.function_name,
+    functionVersion: r.function_version,
+    invocationType: r.invocation_type as InvocationState['invocationType'],
+    status: r.status as InvocationState['status'],
+    attempts: r.attempts,
+    failuresSinceRedrive: r.failures_since_redrive,
+    lastSeq: r.last_seq,
+    lastType: r.last_event_type as InvocationState['lastType'],
+    pendingAfterFailure: null,
+    idempotencyKey: r.idempotency_key,
+    errorType: r.error_type,
+    deadLetterReason: r.dead_letter_reason as InvocationState['deadLetterReason'],
+    acceptedAt: r.accepted_at,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    updatedAt: r.updated_at,
+    runAt: r.run_at,
+    workerId: r.locked_by,
+  };
+}
+
+/** Current states, row-locked so that concurrent writers to one invocation queue up. */
+export async function loadStates(db: Executor, ids: readonly string[]): Promise<Map<string, InvocationState>> {
+  const { rows } = await sql<StateRow>`
+    select i.*, q.run_at, q.locked_by
+    from ledger.invocations i left join ledger.queue q on q.invocation_id = i.id
+    where i.id = any(${ids}::uuid[])
+    for update of i`.execute(db);
+  return new Map(rows.map((r) => [r.id, stateFromRow(r)]));
+}
