@@ -29,6 +29,8 @@ export const functionConfigSchema = z
     onFailure: destination.default(null),
     isolation: z.enum(['thread', 'inline']).default('thread'),
     secret: z.string().min(1).max(512).nullable().default(null),
+    /** content hash of a FUNCTIONS_DIR file, so that changed code becomes a new version */
+    codeHash: z.string().max(128).nullable().default(null),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -1,0 +1,24 @@
+// The HTTP edge as one Hono value: ops routes, the Lambda-compatible Invoke API, the
+// native routes and GraphQL. Tests call it with app.request() without opening a port.
+import { Hono } from 'hono';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Db } from '../../db/schema.ts';
+import type { InvokeService } from './invoke.ts';
+import { graphqlRoutes } from './graphql/index.ts';
+import { opsRoutes } from './ops.ts';
+
+export interface AppDeps {
+  db: Db;
+  invoke: InvokeService;
+  logger: Logger;
+  registry: Registry;
+  functionsDir: string;
+}
+
+export function createApp(deps: AppDeps): Hono {
+  const app = new Hono();
+  app.route('/', opsRoutes(deps.db, deps.registry));
+  app.route('/graphql', graphqlRoutes(deps));
+  return app;
+}

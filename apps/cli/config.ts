@@ -1,0 +1,42 @@
+// Configuration from the environment (ledger.md §1), validated once at start.
+import path from 'node:path';
+import { z } from 'zod';
+
+const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max).default(def);
+
+const envSchema = z.object({
+  DATABASE_URL: z.string().min(1).optional(),
+  EMBEDDED_PG_PORT: int(54329, 1, 65535),
+  EMBEDDED_PG_DIR: z.string().default('.data/postgres'),
+  PORT: int(3000, 0, 65535),
+  HOST: z.string().default('127.0.0.1'),
+  LEDGER_ROLE: z.enum(['api', 'worker', 'all']).default('all'),
+  FUNCTIONS_DIR: z.string().default('./functions'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  NODE_ENV: z.string().default('production'),
+  LEDGER_AUTH: z.enum(['on', 'off']).optional(),
+  /** attempts one worker process runs at once */
+  WORKER_CONCURRENCY: int(64, 1, 10_000),
+  /** invocations claimed per statement */
+  CLAIM_BATCH_SIZE: int(500, 1, 10_000),
+  /** fallback poll interval when LISTEN/NOTIFY is quiet */
+  POLL_INTERVAL_MS: int(1_000, 10, 60_000),
+  /** worker threads per memory size for MODULE handlers */
+  RUNTIME_THREADS: int(4, 1, 256),
+  DB_POOL_SIZE: int(20, 1, 500),
+  /** comma-separated host patterns HTTP functions and destinations may call; empty = any */
+  HTTP_ALLOWLIST: z.string().default(''),
+  /** GraphQL introspection (on by default: the API doubles as a playground) */
+  GRAPHQL_INTROSPECTION: z.enum(['on', 'off']).default('on'),
+});
+
+export type Config = z.output<typeof envSchema> & { functionsDir: string };
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Record<keyof z.input<typeof envSchema>, string>> = {}): Config {
+  const parsed = envSchema.safeParse({ ...env, ...overrides });
+  if (!parsed.success) {
+    const msg = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new Error(`invalid configuration: ${msg}`);
+  }
+  return { ...parsed.data, functionsDir: path.resolve(parsed.data.FUNCTIONS_DIR) };
+}

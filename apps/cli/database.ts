@@ -1,0 +1,22 @@
+// Where the database comes from: DATABASE_URL, or the embedded default of ledger.md §1.
+import type { Logger } from 'pino';
+import { startEmbeddedPostgres } from '../../db/embedded.ts';
+import type { Config } from './config.ts';
+
+export interface ResolvedDatabase {
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function resolveDatabase(config: Config, logger: Logger): Promise<ResolvedDatabase> {
+  if (config.DATABASE_URL) return { url: config.DATABASE_URL, stop: async () => {} };
+  logger.info({ dataDir: config.EMBEDDED_PG_DIR, port: config.EMBEDDED_PG_PORT }, 'DATABASE_URL is unset: starting the embedded PostgreSQL');
+  const server = await startEmbeddedPostgres({
+    dataDir: config.EMBEDDED_PG_DIR,
+    port: config.EMBEDDED_PG_PORT,
+    persistent: true,
+    onLog: (line) => logger.debug({ postgres: line.trim() }),
+  });
+  logger.info(`embedded PostgreSQL is up: ${server.url}`);
+  return { url: server.url, stop: () => server.stop() };
+}
