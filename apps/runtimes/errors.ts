@@ -1,0 +1,93 @@
+// Typed errors of this part and the error values (FunctionError) attempts report.
+import type { FunctionError } from './types.ts';
+
+/** Error types reported in outcomes; names follow AWS Lambda where one exists. */
+export const ErrorType = {
+  Timedout: 'Sandbox.Timedout',
+  ExitError: 'Runtime.ExitError',
+  OutOfMemory: 'Runtime.OutOfMemory',
+  HandlerNotFound: 'Runtime.HandlerNotFound',
+  ImportModuleError: 'Runtime.ImportModuleError',
+  /** The result could not be turned into JSON (BigInt, cycles, …). */
+  InvalidResult: 'Runtime.InvalidResult',
+  /** The caller's AbortSignal fired (e.g. shutdown); the attempt was abandoned. */
+  Aborted: 'Runtime.Aborted',
+  ResponseSizeTooLarge: 'Function.ResponseSizeTooLarge',
+  HttpInvalidResponse: 'HTTP.InvalidResponse',
+  HttpConnectionError: 'HTTP.ConnectionError',
+  HttpInvalidUrl: 'HTTP.InvalidUrl',
+} as const;
+
+/** Lambda's synchronous response limit; results above it are refused. */
+export const MAX_RESULT_BYTES = 6 * 1024 * 1024;
+
+/** Thrown by resolveHandlerPath; `run` turns it into Runtime.HandlerNotFound. */
+export class HandlerPathError extends Error {
+  readonly code = 'InvalidHandlerPath' as const;
+  constructor(
+    message: string,
+    readonly reason: 'outside' | 'missing' | 'invalid',
+  ) {
+    super(message);
+    this.name = 'HandlerPathError';
+  }
+}
+
+export function functionError(errorType: string, errorMessage: string, trace: string[] = []): FunctionError {
+  return { errorType, errorMessage, trace };
+}
+
+/** Lambda's wording, which SDK users and dashboards match on. */
+export function timeoutError(timeoutMs: number): FunctionError {
+  return functionError(ErrorType.Timedout, `Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`);
+}
+
+const MAX_TRACE_LINES = 50;
+
+/** Turns whatever a handler threw into the {errorType, errorMessage, trace} shape. */
+export function toFunctionError(thrown: unknown): FunctionError {
+  if (thrown instanceof Error || looksLikeError(thrown)) {
+    const err = thrown as Error;
+    return { errorType: errorTypeOf(err), errorMessage: String(err.message ?? ''), trace: stackLines(err.stack) };
+  }
+  return { errorType: 'Error', errorMessage: describeValue(thrown), trace: [] };
+}
+
+function errorTypeOf(err: Error): string {
+  const name = typeof err.name === 'string' && err.name !== '' ? err.name : 'Error';
+  // `class MyError extends Error {}` keeps name 'Error'; the class name says more.
+  if (name === 'Error') {
+    const ctorName = (err as { constructor?: { name?: unknown } }).constructor?.name;
+    if (typeof ctorName === 'string' && ctorName !== '' && ctorName !== 'Object') return ctorName;
+  }
+  return name;
+}
+
+function looksLikeError(v: unknown): boolean {
+  // Errors from another realm (vm contexts) fail instanceof but still have these.
+  return typeof v === 'object' && v !== null && typeof (v as Error).message === 'string' && typeof (v as Error).stack === 'string';
+}
+
+function stackLines(stack: unknown): string[] {
+  if (typeof stack !== 'string') return [];
+  const lines = stack.split('\n').filter((l) => l.trim() !== '');
+  return lines.length > MAX_TRACE_LINES ? lines.slice(0, MAX_TRACE_LINES) : lines;
+}
+
+function describeValue(v: unknown): string {
+  if (typeof v === 'string') return v;
+  try {
+    const json = JSON.stringify(v);
+    if (json !== undefined) return json;
+  } catch {
+    // fall through: cycles, BigInt
+  }
+  return String(v);
+}
+
+/** Text for an AbortSignal's reason in "Attempt aborted: …" messages. */
+export function describeReason(reason: unknown): string {
+  if (reason instanceof Error) return reason.message;
+  if (reason === undefined) return 'aborted';
+  return String(reason);
+}
