@@ -1,0 +1,137 @@
+// Scenario 1: N queued no-op invocations drained by ONE worker process: ours (inline and
+// worker-thread isolation) next to graphile-worker and pg-boss, each in its own child
+// process against its own fresh database on the same server.
+import { runMigrations } from 'graphile-worker';
+import PgBoss from 'pg-boss';
+import { createLedgerDatabase, acceptMany, queueDepth, readDrain, workerAvailable, Unavailable, type LedgerDatabase, type DrainReading } from '../lib/ledger.ts';
+import { createScratchDatabase, withClient } from '../lib/pg.ts';
+import { runScript, startLedger } from '../lib/proc.ts';
+import { log, type BenchScale, type Measurement } from '../lib/types.ts';
+
+export interface OurWorkerSettings {
+  concurrency: number;
+  claimBatchSize: number;
+  threads: number;
+}
+
+export const INLINE_WORKER: OurWorkerSettings = { concurrency: 256, claimBatchSize: 500, threads: 2 };
+export const THREAD_WORKER: OurWorkerSettings = { concurrency: 64, claimBatchSize: 500, threads: 2 };
+export const GRAPHILE_CONCURRENCY = Number(process.env.BENCH_GRAPHILE_CONCURRENCY ?? 24);
+export const PGBOSS_LOOPS = Number(process.env.BENCH_PGBOSS_LOOPS ?? 1);
+
+/** Starts one `--role worker` process on an already filled database and waits until the queue is empty. */
+export async function drainWithOurWorker(
+  db: LedgerDatabase,
+  jobs: number,
+  settings: OurWorkerSettings,
+  sincePosition = '0',
+): Promise<DrainReading> {
+  if (!workerAvailable()) throw new Unavailable('worker not available (apps/worker/index.ts is the placeholder)');
+  const worker = await startLedger('worker', db.url, {
+    WORKER_CONCURRENCY: String(settings.concurrency),
+    CLAIM_BATCH_SIZE: String(settings.claimBatchSize),
+    RUNTIME_THREADS: String(settings.threads),
+    ...(process.env.BENCH_CPU_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_CPU_PROF}` } : {}),
+  });
+  try {
+    const started = Date.now();
+    const limitMs = Math.max(120_000, jobs * 5); // ≥ 200 jobs/s or give up
+    for (;;) {
+      if ((await queueDepth(db)) === 0) break;
+      const elapsed = Date.now() - started;
+      if (elapsed > 20_000) {
+        const r = await readDrain(db, sincePosition);
+        if (r.firstStarted === null) throw new Unavailable('worker not available (no attempt started within 20 s)');
+      }
+      if (elapsed > limitMs) throw new Error(`drain did not finish within ${limitMs} ms:\n${worker.tail()}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    await worker.stop();
+  }
+  const reading = await readDrain(db, sincePosition);
+  if (reading.succeeded !== jobs) throw new Error(`expected ${jobs} succeeded, the ledger has ${reading.succeeded}`);
+  return reading;
+}
+
+async function ours(isolation: 'inline' | 'thread', jobs: number): Promise<Measurement[]> {
+  const subject = `invoke-ledger (${isolation === 'inline' ? 'inline' : 'worker threads'})`;
+  const settings = isolation === 'inline' ? INLINE_WORKER : THREAD_WORKER;
+  const db = await createLedgerDatabase(`drain_${isolation}`);
+  try {
+    await acceptMany(db, db.functions[isolation], jobs);
+    const r = await drainWithOurWorker(db, jobs, settings);
+    const note = `concurrency ${settings.concurrency}, claim batch ${settings.claimBatchSize}${isolation === 'thread' ? `, ${settings.threads} threads` : ''}; ledger clock`;
+    return [
+      { scenario: 'drain', subject, metric: 'jobs/s', value: jobs / r.seconds, unit: 'jobs/s', note },
+      { scenario: 'drain', subject, metric: 'events/invocation', value: r.events / r.invocations, unit: 'events' },
+    ];
+  } catch (e) {
+    if (e instanceof Unavailable) return [{ scenario: 'drain', subject, metric: 'jobs/s', value: null, unit: 'jobs/s', note: e.message }];
+    throw e;
+  } finally {
+    await db.close();
+  }
+}
+
+async function graphile(jobs: number): Promise<Measurement[]> {
+  const db = await createScratchDatabase('drain_graphile');
+  try {
+    await runMigrations({ connectionString: db.url });
+    await withClient(db.url, async (c) => {
+      for (let done = 0; done < jobs; done += 1000) {
+        await c.query(
+          `select graphile_worker.add_jobs(array(
+             select ('noop', json_build_object('i', g), null, null, null, null, null, null)::graphile_worker.job_spec
+             from generate_series(1, $1) g))`,
+          [Math.min(1000, jobs - done)],
+        );
+      }
+    });
+    const r = await runScript<{ jobs: number; seconds: number; clock: string }>(
+      'peers/graphile-drain.ts',
+      { BENCH_DATABASE_URL: db.url, BENCH_JOBS: String(jobs), BENCH_CONCURRENCY: String(GRAPHILE_CONCURRENCY) },
+      Math.max(180_000, jobs * 10),
+    );
+    const note = `concurrency ${GRAPHILE_CONCURRENCY} (0.16 has no localQueue/completeJobBatchDelay); ${r.clock}`;
+    return [{ scenario: 'drain', subject: 'graphile-worker 0.16', metric: 'jobs/s', value: r.jobs / r.seconds, unit: 'jobs/s', note }];
+  } finally {
+    await db.drop();
+  }
+}
+
+async function pgboss(jobs: number): Promise<Measurement[]> {
+  const db = await createScratchDatabase('drain_pgboss');
+  try {
+    const boss = new PgBoss({ connectionString: db.url, max: 2, supervise: false, schedule: false });
+    boss.on('error', () => {});
+    await boss.start();
+    await boss.createQueue('noop');
+    for (let done = 0; done < jobs; done += 1000) {
+      await boss.insert(Array.from({ length: Math.min(1000, jobs - done) }, (_, i) => ({ name: 'noop', data: { i: done + i } })));
+    }
+    await boss.stop({ graceful: false, wait: true, close: true });
+    const r = await runScript<{ jobs: number; seconds: number; clock: string }>(
+      'peers/pgboss-drain.ts',
+      { BENCH_DATABASE_URL: db.url, BENCH_JOBS: String(jobs), BENCH_BATCH_SIZE: '500', BENCH_WORK_LOOPS: String(PGBOSS_LOOPS) },
+      Math.max(180_000, jobs * 10),
+    );
+    const note = `work() batchSize 500, pollingIntervalSeconds 0.5, ${PGBOSS_LOOPS} work loop(s); ${r.clock}`;
+    return [{ scenario: 'drain', subject: 'pg-boss 10', metric: 'jobs/s', value: r.jobs / r.seconds, unit: 'jobs/s', note }];
+  } finally {
+    await db.drop();
+  }
+}
+
+export async function drainScenario(scale: BenchScale): Promise<Measurement[]> {
+  const out: Measurement[] = [];
+  log(`drain: ${scale.drainJobs} jobs, graphile-worker`);
+  out.push(...(await graphile(scale.drainJobs)));
+  log(`drain: pg-boss`);
+  out.push(...(await pgboss(scale.drainJobs)));
+  log(`drain: invoke-ledger inline`);
+  out.push(...(await ours('inline', scale.drainJobs)));
+  log(`drain: invoke-ledger worker threads`);
+  out.push(...(await ours('thread', scale.drainJobs)));
+  return out;
+}
