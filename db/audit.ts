@@ -1,0 +1,85 @@
+// Login roles for the SQL audit surface (ledger.md §4). Migration 0002 creates the
+// NOLOGIN role `ledger_auditor` (SELECT on schema `audit` only); a person or a BI tool
+// gets a LOGIN role that inherits it, so revoking one login never touches the others.
+import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import { LedgerError } from './errors.ts';
+import type { Db, Executor } from './schema.ts';
+
+export const AUDITOR_ROLE = 'ledger_auditor';
+
+/** Lower-case names need no quoting in psql or in connection strings. */
+export const AUDITOR_LOGIN_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export interface AuditorLogin {
+  name: string;
+  /** false when the role existed already (as an auditor) and only its password was set */
+  created: boolean;
+}
+
+/**
+ * The SCRAM-SHA-256 verifier PostgreSQL stores for a password (RFC 5802/7677), as
+ * psql's \password computes it: the clear-text password never reaches the server or
+ * its statement log.
+ */
+export function scramVerifier(password: string, salt = randomBytes(16), iterations = 4096): string {
+  const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+  const clientKey = createHmac('sha256', salted).update('Client Key').digest();
+  const storedKey = createHash('sha256').update(clientKey).digest();
+  const serverKey = createHmac('sha256', salted).update('Server Key').digest();
+  return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
+
+/**
+ * Creates LOGIN role `name` that inherits ledger_auditor, or sets the password of an
+ * existing one. Refuses a name that belongs to a role that is not an auditor login, so
+ * the command can never re-password an application or admin role. Run as a role with
+ * CREATEROLE (the migration owner).
+ */
+export async function createAuditorLogin(db: Executor, name: string, password: string): Promise<AuditorLogin> {
+  if (!AUDITOR_LOGIN_NAME.test(name)) {
+    throw new LedgerError('InvalidParameter', `login name must match ${AUDITOR_LOGIN_NAME.source}`);
+  }
+  if (name === AUDITOR_ROLE) throw new LedgerError('InvalidParameter', `${AUDITOR_ROLE} itself cannot log in; pick another name`);
+  if (password.length < 8) throw new LedgerError('InvalidParameter', 'password must have at least 8 characters');
+  const verifier = scramVerifier(password);
+  const run = async (tx: Executor): Promise<AuditorLogin> => {
+    const { rows } = await sql<{ auditor: boolean; privileged: boolean }>`
+      select pg_has_role(r.oid, ${AUDITOR_ROLE}, 'member') as auditor,
+             r.rolsuper or r.rolcreaterole or r.rolcreatedb or r.rolreplication or r.rolbypassrls as privileged
+      from pg_roles r where r.rolname = ${name}`.execute(tx);
+    const existing = rows[0];
+    if (existing && (!existing.auditor || existing.privileged)) {
+      throw new LedgerError('InvalidParameter', `role ${name} exists and is not an auditor login; pick another name`);
+    }
+    // DDL takes no parameters: format() quotes the identifier and the literal server-side.
+    const ddl = existing
+      ? sql<{ ddl: string }>`select format('alter role %I with login password %L', ${name}::text, ${verifier}::text) as ddl`
+      : sql<{ ddl: string }>`select format('create role %I with login nosuperuser nocreatedb nocreaterole inherit password %L in role ledger_auditor', ${name}::text, ${verifier}::text) as ddl`;
+    const statement = (await ddl.execute(tx)).rows[0]?.ddl as string;
+    try {
+      await sql.raw(statement).execute(tx);
+    } catch (e) {
+      // another process created the same login between our check and our CREATE
+      if ((e as { code?: string }).code === '42710') throw new LedgerError('InvalidParameter', `role ${name} was just created by someone else; run the command again`);
+      throw e;
+    }
+    return { name, created: !existing };
+  };
+  return db.isTransaction ? run(db) : (db as Db).transaction().execute(run);
+}
+
+/** The connection string of `url`'s server and database, as `user` with `password`. */
+export function auditorConnectionString(url: string, user: string, password: string): string {
+  const u = new URL(url);
+  u.username = encodeURIComponent(user);
+  u.password = encodeURIComponent(password);
+  // the application role is set per connection by the app; an auditor logs in as itself
+  u.searchParams.delete('options');
+  return u.toString();
+}
+
+/** A password for a login created without --password: 24 URL-safe characters. */
+export function generatePassword(): string {
+  return randomBytes(18).toString('base64url');
+}
