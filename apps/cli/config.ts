@@ -21,6 +21,10 @@ const envSchema = z.object({
   CLAIM_BATCH_SIZE: int(500, 1, 10_000),
   /** fallback poll interval when LISTEN/NOTIFY is quiet */
   POLL_INTERVAL_MS: int(1_000, 10, 60_000),
+  /** async attempts lease timeoutMs + this; heartbeats and the lost-worker reaper follow it */
+  WORKER_LEASE_GRACE_MS: int(30_000, 100, 3_600_000),
+  /** longest backoff of async work over its function's reservedConcurrency */
+  WORKER_THROTTLE_MAX_DELAY_MS: int(10_000, 10, 3_600_000),
   /** worker threads per memory size for MODULE handlers */
   RUNTIME_THREADS: int(4, 1, 256),
   DB_POOL_SIZE: int(20, 1, 500),

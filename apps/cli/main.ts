@@ -14,6 +14,7 @@ import { InvokeService } from '../api/invoke.ts';
 import { opsRoutes } from '../api/ops.ts';
 import { createRuntimes, resolveHandlerPath } from '../runtimes/index.ts';
 import { createWorker } from '../worker/index.ts';
+import { AUDIT_ROLE_USAGE, auditRoleCommand } from './audit-role.ts';
 import { loadConfig, type Config } from './config.ts';
 import { resolveDatabase } from './database.ts';
 import { registerFunctionsDir } from './register-functions.ts';
@@ -25,6 +26,7 @@ commands:
   migrate                         apply pending migrations
   verify                          check every invocation's events and projections
   rebuild-projections             recompute the projections from the events alone (stop workers first)
+  ${AUDIT_ROLE_USAGE}
 `;
 
 function makeLogger(config: Config): Logger {
@@ -75,6 +77,8 @@ async function start(config: Config, logger: Logger): Promise<void> {
           concurrency: config.WORKER_CONCURRENCY,
           claimBatchSize: config.CLAIM_BATCH_SIZE,
           pollIntervalMs: config.POLL_INTERVAL_MS,
+          leaseGraceMs: config.WORKER_LEASE_GRACE_MS,
+          throttleMaxDelayMs: config.WORKER_THROTTLE_MAX_DELAY_MS,
         });
   await worker?.start();
 
@@ -146,6 +150,8 @@ export async function main(argv: string[]): Promise<number> {
           await handle.close();
         }
       });
+    case 'audit-role':
+      return auditRoleCommand(config, logger, rest);
     default:
       process.stderr.write(`unknown command: ${command}\n${USAGE}`);
       return 1;

@@ -18,8 +18,13 @@ export interface RunningWorker extends Worker {
   workerId: string;
 }
 
-export async function startWorker(db: Db, url: string, overrides: Partial<WorkerOptions> = {}): Promise<RunningWorker> {
-  const runtimes = createRuntimes({ functionsDir: FIXTURES, logger: silent });
+export async function startWorker(
+  db: Db,
+  url: string,
+  overrides: Partial<WorkerOptions> = {},
+  runtimeOptions: { poolSize?: number } = {},
+): Promise<RunningWorker> {
+  const runtimes = createRuntimes({ functionsDir: FIXTURES, logger: silent, ...runtimeOptions });
   const registry = new Registry();
   const workerId = overrides.workerId ?? `test-worker-${randomUUID().slice(0, 8)}`;
   const worker = createWorker({

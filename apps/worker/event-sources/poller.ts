@@ -1,0 +1,191 @@
+// The event source poller: runs in every worker process. For each enabled mapping it
+// receives batches (SKIP LOCKED, so any number of workers share a queue), invokes the
+// function once per batch and settles the messages. It sleeps until the poll interval,
+// the end of a batching window, a finished batch, or a NOTIFY from a send.
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import { connectClient } from '../../../db/connection.ts';
+import { isDatabaseUnavailable } from '../../../db/errors.ts';
+import { FunctionVersionCache } from '../../../db/functions.ts';
+import { listPollableMappings, MESSAGES_CHANNEL, pruneExpiredBatches, type PollableMapping } from '../../../db/queues.ts';
+import type { Db } from '../../../db/schema.ts';
+import type { Runtimes } from '../../runtimes/index.ts';
+import { completeBatch, receiveBatch, type ReceivedBatch } from './batches.ts';
+
+export interface EventSourcePollerOptions {
+  db: Db;
+  runtimes: Runtimes;
+  logger: Logger;
+  workerId: string;
+  /** for LISTEN (a dedicated connection); without it the poller only polls */
+  databaseUrl?: string;
+  registry?: Registry;
+  /** how often mappings are polled when nothing wakes the poller (default 1000) */
+  pollIntervalMs?: number;
+  /** batches this process runs at once, over all mappings (default 16) */
+  maxBatchesInFlight?: number;
+  /** the poll invocation's lease = function timeout + this (default 30000) */
+  leaseGraceMs?: number;
+}
+
+export interface EventSourcePoller {
+  start(): Promise<void>;
+  /** stop receiving; wait for the batches in flight to finish and settle */
+  stop(): Promise<void>;
+  /** batches running in this process */
+  readonly inFlight: number;
+}
+
+const PRUNE_EVERY_MS = 60_000;
+
+export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourcePoller {
+  const pollIntervalMs = o.pollIntervalMs ?? 1_000;
+  const maxInFlight = o.maxBatchesInFlight ?? 16;
+  const leaseGraceMs = o.leaseGraceMs ?? 30_000;
+  const log = o.logger.child({ component: 'event-sources' });
+  const versions = new FunctionVersionCache(o.db);
+  const metrics = o.registry ? makeMetrics(o.registry) : null;
+
+  const running = new Set<Promise<void>>();
+  let stopping = true;
+  let loop: Promise<void> | null = null;
+  let wake: (() => void) | null = null;
+  let listener: pg.Client | null = null;
+  let lastPrune = 0;
+  const warned = new Set<string>();
+
+  const wakeUp = () => wake?.();
+
+  async function listen(): Promise<void> {
+    if (!o.databaseUrl || listener || stopping) return;
+    try {
+      const client = await connectClient(o.databaseUrl);
+      client.on('notification', wakeUp);
+      client.on('error', () => {
+        if (listener === client) listener = null;
+        void client.end().catch(() => {});
+      });
+      await client.query(`listen ${MESSAGES_CHANNEL}`);
+      listener = client;
+    } catch (e) {
+      log.warn({ err: e }, 'LISTEN for queue messages failed; polling only until it reconnects');
+    }
+  }
+
+  function launch(batch: ReceivedBatch): void {
+    const p = runBatch(batch).finally(() => {
+      running.delete(p);
+      wakeUp();
+    });
+    running.add(p);
+  }
+
+  async function runBatch(batch: ReceivedBatch): Promise<void> {
+    const { state, fn, records, mapping } = batch;
+    const run = await o.runtimes.run(fn, { invocationId: state.id, attempt: state.attempts, payload: { Records: records } });
+    // the function has run: keep trying to record it; if the database stays away, the
+    // messages reappear after their visibility timeout and the lease reaper ends the invocation
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const settled = await completeBatch(o.db, batch, run);
+        metrics?.batches.inc({ outcome: settled.decision.outcome.ok ? (settled.decision.failed.length ? 'partial' : 'succeeded') : 'failed' });
+        metrics?.messages.inc({ result: 'deleted' }, settled.deleted);
+        metrics?.messages.inc({ result: 'returned' }, settled.returned);
+        metrics?.messages.inc({ result: 'dead_lettered' }, settled.deadLettered);
+        if (!settled.recorded) log.warn({ invocationId: state.id, mappingId: mapping.id }, 'poll invocation had already ended (lease expired); messages settled anyway');
+        return;
+      } catch (e) {
+        if (attempt >= 5) {
+          log.error({ err: e, invocationId: state.id, mappingId: mapping.id }, 'could not settle a batch; its messages reappear after the visibility timeout');
+          return;
+        }
+        await sleep(200 * 2 ** attempt);
+      }
+    }
+  }
+
+  /** One pass: round-robin over the mappings, one batch each, until none has more or slots run out. */
+  async function pollMappings(): Promise<number> {
+    let nextMs = pollIntervalMs;
+    if (Date.now() - lastPrune > PRUNE_EVERY_MS) {
+      lastPrune = Date.now();
+      await pruneExpiredBatches(o.db);
+    }
+    let active: PollableMapping[] = await listPollableMappings(o.db);
+    while (active.length > 0 && !stopping) {
+      const again: PollableMapping[] = [];
+      for (const m of active) {
+        if (stopping || running.size >= maxInFlight) return nextMs;
+        if (m.functionVersion === null) {
+          if (!warned.has(m.id)) log.warn({ mappingId: m.id, functionName: m.functionName }, 'mapping points at a deleted function; not polling it');
+          warned.add(m.id);
+          continue;
+        }
+        const fn = await versions.get(m.functionName, m.functionVersion);
+        if (!fn) continue;
+        const r = await receiveBatch(o.db, m, fn, { workerId: o.workerId, leaseGraceMs });
+        if (r.kind === 'batch') {
+          launch(r.batch);
+          again.push(m);
+        } else if (r.kind === 'again') {
+          again.push(m);
+        } else if (r.kind === 'wait') {
+          nextMs = Math.min(nextMs, Math.max(1, r.ms));
+        }
+      }
+      active = again;
+    }
+    return nextMs;
+  }
+
+  async function run(): Promise<void> {
+    while (!stopping) {
+      let nextMs = pollIntervalMs;
+      const woken = new Promise<void>((resolve) => (wake = resolve));
+      try {
+        await listen();
+        if (running.size < maxInFlight) nextMs = await pollMappings();
+      } catch (e) {
+        if (isDatabaseUnavailable(e)) log.warn({ err: e }, 'database unavailable; event source polling retries');
+        else log.error({ err: e }, 'event source poll failed');
+      }
+      if (stopping) break;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([woken, new Promise<void>((resolve) => (timer = setTimeout(resolve, nextMs)))]);
+      clearTimeout(timer);
+    }
+  }
+
+  return {
+    get inFlight() {
+      return running.size;
+    },
+    async start() {
+      if (!stopping) return;
+      stopping = false;
+      loop = run();
+    },
+    async stop() {
+      if (stopping) return;
+      stopping = true;
+      wakeUp();
+      await loop;
+      while (running.size > 0) await Promise.all([...running]);
+      const l = listener;
+      listener = null;
+      await l?.end().catch(() => {});
+    },
+  };
+}
+
+function makeMetrics(registry: Registry) {
+  const counter = <L extends string>(name: string, help: string, labelNames: L[]) =>
+    (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames, registers: [registry] });
+  return {
+    batches: counter('ledger_queue_batches_total', 'Batches delivered by event source mappings, by outcome', ['outcome']),
+    messages: counter('ledger_queue_messages_settled_total', 'Queue messages settled after a batch, by result', ['result']),
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,120 @@
+// Real worker processes (`invoke-ledger start --role worker`) against one database:
+// SIGKILL mid-attempt is recovered by another process, and two processes draining
+// 10,000 invocations never start the same attempt twice.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requireFunction } from '../../db/functions.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { freePort } from '../helpers/pg-admin.ts';
+import { countByStatus, eventsOf, invokeAsync, statusOf, waitFor } from './helpers.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const PROCS_DIR = fileURLToPath(new URL('./fixtures/procs/', import.meta.url));
+
+let t: TestDatabase;
+let dir: string;
+const children = new Set<ChildProcess>();
+
+interface WorkerProcess {
+  child: ChildProcess;
+  output: () => string;
+}
+
+async function spawnWorker(env: Record<string, string> = {}): Promise<WorkerProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/cli/main.ts', 'start', '--role', 'worker'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      DATABASE_URL: t.ownerUrl,
+      FUNCTIONS_DIR: PROCS_DIR,
+      PORT: String(port),
+      LOG_LEVEL: 'info',
+      WORKER_LEASE_GRACE_MS: '1000',
+      POLL_INTERVAL_MS: '200',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  let out = '';
+  child.stdout?.on('data', (d) => (out += d));
+  child.stderr?.on('data', (d) => (out += d));
+  await waitFor(`worker process ready:\n${out}`, async () => out.includes('worker started') || child.exitCode !== null, 60_000);
+  if (child.exitCode !== null) throw new Error(`worker process exited ${child.exitCode}:\n${out}`);
+  return { child, output: () => out };
+}
+
+function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill(signal);
+  });
+}
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  dir = await mkdtemp(path.join(tmpdir(), 'worker-procs-'));
+});
+
+afterAll(async () => {
+  await Promise.all([...children].map((c) => stopProcess(c)));
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('worker processes', () => {
+  it('an attempt of a SIGKILLed worker is recorded as WorkerLost and succeeds on another worker process', async () => {
+    const a = await spawnWorker();
+    const f = await requireFunction(t.db, 'slow-first');
+    const marker = path.join(dir, 'attempt-1-started');
+    const [id] = await invokeAsync(t.db, f, [{ marker }]);
+    await waitFor('attempt 1 running in worker A', async () => existsSync(marker), 20_000);
+    a.child.kill('SIGKILL');
+    await new Promise((r) => a.child.once('exit', r));
+
+    const b = await spawnWorker();
+    await waitFor('success on worker B', async () => (await statusOf(t.db, id as string)) === 'succeeded', 30_000);
+    const events = await eventsOf(t.db, id as string);
+    expect(events.map((e) => e.type)).toEqual(['accepted', 'started', 'failed', 'retried', 'started', 'succeeded']);
+    const workerA = events[1]?.data.workerId as string;
+    const workerB = events[4]?.data.workerId as string;
+    expect(workerA).toContain(`:${a.child.pid}:`);
+    expect(workerB).toContain(`:${b.child.pid}:`);
+    expect(events[2]?.data).toMatchObject({ attempt: 1, willRetry: true, error: { errorType: 'WorkerLost' } });
+    expect((events[2]?.data.error as { errorMessage: string }).errorMessage).toContain(workerA);
+    expect(events[5]?.data).toMatchObject({ attempt: 2, result: { attempt: 2 } });
+    await stopProcess(b.child);
+  });
+
+  it('two worker processes drain 10,000 invocations without starting any attempt twice', async () => {
+    const f = await requireFunction(t.db, 'noop');
+    const ids = await invokeAsync(t.db, f, Array.from({ length: 10_000 }, (_, i) => ({ i })));
+    const [a, b] = await Promise.all([spawnWorker(), spawnWorker()]);
+    await waitFor('all succeeded', async () => (await countByStatus(t.db, ids)).succeeded === ids.length, 120_000);
+    const { rows: dupes } = await sql<{ n: number }>`
+      select count(*)::int as n from (
+        select invocation_id, attempt from ledger.events
+        where invocation_id = any(${ids}::uuid[]) and type = 'started'
+        group by invocation_id, attempt having count(*) > 1) d`.execute(t.db);
+    expect(dupes[0]?.n).toBe(0);
+    const { rows: byWorker } = await sql<{ worker: string; n: number }>`
+      select data ->> 'workerId' as worker, count(*)::int as n from ledger.events
+      where invocation_id = any(${ids}::uuid[]) and type = 'started' group by 1`.execute(t.db);
+    expect(byWorker.reduce((s, r) => s + r.n, 0)).toBe(ids.length);
+    // eslint-disable-next-line no-console
+    console.log(`[worker] started per process: ${byWorker.map((r) => `${r.worker.split(':')[1]}=${r.n}`).join(', ')}`);
+    await Promise.all([stopProcess(a.child), stopProcess(b.child)]);
+  });
+});
