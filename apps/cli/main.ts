@@ -15,7 +15,6 @@ import { opsRoutes } from '../api/ops.ts';
 import { createRuntimes, resolveHandlerPath } from '../runtimes/index.ts';
 import { createWorker } from '../worker/index.ts';
 import { AUDIT_ROLE_USAGE, auditRoleCommand } from './audit-role.ts';
-import { AUDIT_ROLE_USAGE, auditRoleCommand } from './audit-role.ts';
 import { loadConfig, type Config } from './config.ts';
 import { resolveDatabase } from './database.ts';
 import { registerFunctionsDir } from './register-functions.ts';
@@ -27,7 +26,6 @@ commands:
   migrate                         apply pending migrations
   verify                          check every invocation's events and projections
   rebuild-projections             recompute the projections from the events alone (stop workers first)
-  ${AUDIT_ROLE_USAGE}
   ${AUDIT_ROLE_USAGE}
 `;
 
@@ -152,8 +150,6 @@ export async function main(argv: string[]): Promise<number> {
           await handle.close();
         }
       });
-    case 'audit-role':
-      return auditRoleCommand(config, logger, rest);
     case 'audit-role':
       return auditRoleCommand(config, logger, rest);
     default:
