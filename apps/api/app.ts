@@ -14,6 +14,10 @@ export interface AppDeps {
   logger: Logger;
   registry: Registry;
   functionsDir: string;
+  /** GraphQL subscriptions LISTEN on their own connection here; without it they poll */
+  databaseUrl?: string;
+  /** GRAPHQL_INTROSPECTION=off turns schema introspection off (default on) */
+  graphqlIntrospection?: boolean;
 }
 
 export function createApp(deps: AppDeps): Hono {

@@ -1,0 +1,207 @@
+// Resolvers: translate GraphQL to the core functions of db/ and the InvokeService.
+// No lifecycle rules and no SQL here.
+import { LedgerError } from '../../../db/errors.ts';
+import {
+  createFunction,
+  deleteFunction,
+  getFunction,
+  listFunctions,
+  updateFunction,
+  type FunctionVersion,
+  type RegistryChecks,
+} from '../../../db/functions.ts';
+import { cancel, getInvocation, redrive, requireInvocation, viewOf, type InvocationView } from '../../../db/invocations.ts';
+import type { InvocationState, LedgerEvent } from '../../../db/lifecycle.ts';
+import {
+  countInvocations,
+  functionStats,
+  hasInvocationsBefore,
+  listInvocations,
+  type InvocationFilter,
+  type InvocationPage,
+} from '../../../db/read-models.ts';
+import type { FeedEvent, LedgerFeed } from '../../../db/subscriptions.ts';
+import type { AppDeps } from '../app.ts';
+import { ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT } from '../invoke.ts';
+import type { EventsLoader } from './loaders.ts';
+import { DateTimeScalar, JSONScalar } from './scalars.ts';
+
+export interface GraphQLContext {
+  deps: AppDeps;
+  checks: RegistryChecks;
+  events: EventsLoader;
+  feed: LedgerFeed;
+  request: Request;
+}
+
+type Args = Record<string, unknown>;
+
+interface Connection {
+  page: InvocationPage;
+  filter: InvocationFilter;
+  after: string | null;
+}
+
+const MAX_IDEMPOTENCY_KEY = 256;
+
+function checkPayload(payload: unknown, limit: number): void {
+  const bytes = Buffer.byteLength(JSON.stringify(payload ?? null), 'utf8');
+  if (bytes > limit) throw new LedgerError('PayloadTooLarge', `payload is ${bytes} bytes; the limit is ${limit}`);
+}
+
+function checkIdempotencyKey(key: unknown): string | null {
+  if (key === null || key === undefined) return null;
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY) {
+    throw new LedgerError('InvalidParameter', `idempotencyKey must be 1 … ${MAX_IDEMPOTENCY_KEY} characters`);
+  }
+  return key;
+}
+
+/** payload/result/error need the events: read them through the request's batch loader. */
+async function viewFor(parent: InvocationState | InvocationView, ctx: GraphQLContext): Promise<InvocationView> {
+  if ('events' in parent) return parent;
+  return viewOf(parent, await ctx.events.load(parent.id));
+}
+
+/** A fresh view for a mutation's answer, its events kept for the fields below. */
+async function answer(ctx: GraphQLContext, id: string): Promise<InvocationView> {
+  const view = await requireInvocation(ctx.deps.db, id);
+  ctx.events.prime(id, view.events);
+  return view;
+}
+
+async function connection(ctx: GraphQLContext, filter: InvocationFilter, args: Args): Promise<Connection> {
+  const after = (args.after as string | null | undefined) ?? null;
+  const page = await listInvocations(ctx.deps.db, filter, { first: args.first as number | null | undefined, after });
+  return { page, filter, after };
+}
+
+const withoutNulls = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined));
+
+export const resolvers = {
+  JSON: JSONScalar,
+  DateTime: DateTimeScalar,
+  Isolation: { THREAD: 'thread', INLINE: 'inline' },
+  InvocationType: { SYNC: 'sync', ASYNC: 'async', POLL: 'poll' },
+  InvocationStatus: {
+    QUEUED: 'queued',
+    RUNNING: 'running',
+    RETRY_SCHEDULED: 'retry_scheduled',
+    SUCCEEDED: 'succeeded',
+    FAILED: 'failed',
+    DEAD_LETTERED: 'dead_lettered',
+    CANCELLED: 'cancelled',
+  },
+  EventType: {
+    ACCEPTED: 'accepted',
+    STARTED: 'started',
+    FAILED: 'failed',
+    RETRIED: 'retried',
+    SUCCEEDED: 'succeeded',
+    DEAD_LETTERED: 'dead_lettered',
+    CANCELLED: 'cancelled',
+    REDRIVEN: 'redriven',
+  },
+
+  Function: {
+    hasSecret: (fn: FunctionVersion) => fn.secret !== null,
+  },
+
+  Invocation: {
+    type: (inv: InvocationState) => inv.invocationType,
+    payload: async (inv: InvocationState, _: Args, ctx: GraphQLContext) => (await viewFor(inv, ctx)).payload,
+    result: async (inv: InvocationState, _: Args, ctx: GraphQLContext) => (await viewFor(inv, ctx)).result,
+    error: async (inv: InvocationState, _: Args, ctx: GraphQLContext) => (await viewFor(inv, ctx)).error,
+    events: async (inv: InvocationState | InvocationView, _: Args, ctx: GraphQLContext) => {
+      const events: LedgerEvent[] = 'events' in inv ? inv.events : await ctx.events.load(inv.id);
+      return events.map((e) => ({ ...e, functionName: inv.functionName }));
+    },
+  },
+
+  InvocationConnection: {
+    edges: (c: Connection) => c.page.items,
+    pageInfo: (c: Connection) => c,
+    totalCount: (c: Connection, _: Args, ctx: GraphQLContext) => countInvocations(ctx.deps.db, c.filter),
+  },
+
+  PageInfo: {
+    hasNextPage: (c: Connection) => c.page.hasNextPage,
+    hasPreviousPage: (c: Connection, _: Args, ctx: GraphQLContext) =>
+      c.after ? hasInvocationsBefore(ctx.deps.db, c.filter, c.after) : false,
+    startCursor: (c: Connection) => c.page.items[0]?.cursor ?? null,
+    endCursor: (c: Connection) => c.page.items.at(-1)?.cursor ?? null,
+  },
+
+  Query: {
+    invocation: async (_: unknown, args: Args, ctx: GraphQLContext) => {
+      const view = await getInvocation(ctx.deps.db, args.id as string);
+      if (view) ctx.events.prime(view.id, view.events);
+      return view;
+    },
+    invocations: (_: unknown, args: Args, ctx: GraphQLContext) =>
+      connection(ctx, (args.filter as InvocationFilter | null) ?? {}, args),
+    deadLetters: (_: unknown, args: Args, ctx: GraphQLContext) =>
+      connection(ctx, { functionName: args.functionName as string | null, status: 'dead_lettered' }, args),
+    functions: (_: unknown, __: Args, ctx: GraphQLContext) => listFunctions(ctx.deps.db),
+    function: (_: unknown, args: Args, ctx: GraphQLContext) => getFunction(ctx.deps.db, args.name as string),
+    functionStats: async (_: unknown, args: Args, ctx: GraphQLContext) => {
+      const name = args.name as string;
+      if (!(await getFunction(ctx.deps.db, name))) throw new LedgerError('FunctionNotFound', `Function not found: ${name}`);
+      const since = (args.since as Date | null | undefined) ?? new Date(Date.now() - 24 * 60 * 60 * 1000);
+      return functionStats(ctx.deps.db, name, since);
+    },
+  },
+
+  Mutation: {
+    createFunction: (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) => {
+      // null means "the default" when creating
+      const { name, ...config } = withoutNulls(args.input);
+      return createFunction(ctx.deps.db, name as string, config, ctx.checks);
+    },
+    updateFunction: (_: unknown, args: { name: string; input: Record<string, unknown> }, ctx: GraphQLContext) =>
+      updateFunction(ctx.deps.db, args.name, args.input, ctx.checks),
+    deleteFunction: (_: unknown, args: { name: string }, ctx: GraphQLContext) => deleteFunction(ctx.deps.db, args.name),
+
+    invoke: async (_: unknown, args: Args, ctx: GraphQLContext) => {
+      const fn = await ctx.deps.invoke.resolveFunction(args.functionName as string);
+      checkPayload(args.payload, SYNC_PAYLOAD_LIMIT);
+      const done = await ctx.deps.invoke.invokeSync(fn, args.payload ?? null, {
+        idempotencyKey: checkIdempotencyKey(args.idempotencyKey),
+        signal: ctx.request.signal,
+      });
+      return answer(ctx, done.invocationId);
+    },
+    invokeAsync: async (_: unknown, args: Args, ctx: GraphQLContext) => {
+      const fn = await ctx.deps.invoke.resolveFunction(args.functionName as string);
+      checkPayload(args.payload, ASYNC_PAYLOAD_LIMIT);
+      const accepted = await ctx.deps.invoke.invokeAsync(fn, args.payload ?? null, {
+        idempotencyKey: checkIdempotencyKey(args.idempotencyKey),
+      });
+      return answer(ctx, accepted.invocationId);
+    },
+    redrive: async (_: unknown, args: { invocationId: string }, ctx: GraphQLContext) => {
+      await redrive(ctx.deps.db, [args.invocationId], 'graphql');
+      return answer(ctx, args.invocationId);
+    },
+    cancelInvocation: async (_: unknown, args: { id: string }, ctx: GraphQLContext) => {
+      await cancel(ctx.deps.db, [args.id], 'cancelled through GraphQL');
+      return answer(ctx, args.id);
+    },
+  },
+
+  Subscription: {
+    invocationEvents: {
+      subscribe: async (_: unknown, args: Args, ctx: GraphQLContext) => {
+        const invocationId = (args.invocationId as string | null | undefined) ?? null;
+        if (invocationId && !(await getInvocation(ctx.deps.db, invocationId))) {
+          throw new LedgerError('InvocationNotFound', `Invocation not found: ${invocationId}`);
+        }
+        return ctx.feed.subscribe(
+          { invocationId, functionName: (args.functionName as string | null | undefined) ?? null },
+          ctx.request.signal,
+        );
+      },
+      resolve: (e: FeedEvent) => e,
+    },
+  },
+};
