@@ -1,0 +1,89 @@
+// The HTTP gate: every request except /healthz, /metrics and /graphql (checked per
+// operation by the GraphQL plugin) needs a key with the route's scope.
+//   401: no key, unknown/revoked key, bad signature   403: the key lacks the scope
+// Lambda routes answer like AWS (x-amzn-ErrorType, so the SDK raises its own error
+// classes); native routes answer with the native JSON error.
+import { randomUUID } from 'node:crypto';
+import type { Context, MiddlewareHandler } from 'hono';
+import { isLedgerError } from '../../../db/errors.ts';
+import type { Scope } from '../../../db/keys.ts';
+import { readBodyLimited } from '../body.ts';
+import { AuthenticationError, Authenticator, type Principal } from './authenticator.ts';
+import { routeRule, type ErrorStyle } from './routes.ts';
+
+/** The largest body any route accepts (a sync invoke); a signed body is read up to this. */
+export const MAX_SIGNED_BODY_BYTES = 6 * 1024 * 1024;
+
+const principals = new WeakMap<Request, Principal>();
+
+/** The authenticated caller of a request (undefined when auth is off or the route is open). */
+export function principalOf(request: Request): Principal | undefined {
+  return principals.get(request);
+}
+
+export type RefusalCode =
+  | 'UnrecognizedClientException'
+  | 'InvalidSignatureException'
+  | 'AccessDeniedException'
+  | 'RequestEntityTooLargeException';
+
+const NATIVE_CODES: Record<RefusalCode, string> = {
+  UnrecognizedClientException: 'Unauthorized',
+  InvalidSignatureException: 'Unauthorized',
+  AccessDeniedException: 'Forbidden',
+  RequestEntityTooLargeException: 'PayloadTooLarge',
+};
+
+function refuse(c: Context, style: ErrorStyle, status: 401 | 403 | 413, code: RefusalCode, message: string): Response {
+  const requestId = randomUUID();
+  if (style === 'lambda') {
+    return c.json({ Type: 'User', message }, status, { 'x-amzn-ErrorType': code, 'x-amzn-RequestId': requestId });
+  }
+  const headers: Record<string, string> = {};
+  if (status === 401) headers['WWW-Authenticate'] = 'Bearer realm="invoke-ledger"';
+  return c.json({ error: { code: NATIVE_CODES[code], message } }, status, headers);
+}
+
+/** Path and query as on the request line (still percent-encoded), which SigV4 signs. */
+function requestTarget(url: string): string {
+  const slash = url.indexOf('/', url.indexOf('//') + 2);
+  return slash < 0 ? '/' : url.slice(slash);
+}
+
+export function authMiddleware(auth: Authenticator): MiddlewareHandler {
+  return async (c, next) => {
+    const target = requestTarget(c.req.url);
+    const q = target.indexOf('?');
+    const rule = routeRule(c.req.method, q < 0 ? target : target.slice(0, q));
+    if (rule.access === 'open' || rule.access === 'graphql') return next();
+
+    let principal: Principal;
+    try {
+      principal = await auth.request({
+        method: c.req.method,
+        target,
+        header: (name) => c.req.header(name),
+        body: async () => {
+          const raw = c.req.raw;
+          const bytes = await readBodyLimited(raw, MAX_SIGNED_BODY_BYTES);
+          // the stream is spent: the route reads the same bytes from a fresh request
+          c.req.raw = new Request(raw.url, { method: raw.method, headers: raw.headers, body: bytes.byteLength > 0 ? (bytes as Uint8Array<ArrayBuffer>) : null, signal: raw.signal });
+          return bytes;
+        },
+      });
+    } catch (e) {
+      if (isLedgerError(e) && e.code === 'PayloadTooLarge') {
+        return refuse(c, rule.style, 413, 'RequestEntityTooLargeException', e.message);
+      }
+      if (!(e instanceof AuthenticationError)) throw e;
+      const code = e.reason === 'signature' ? 'InvalidSignatureException' : 'UnrecognizedClientException';
+      return refuse(c, rule.style, 401, code, e.message);
+    }
+    const scope = rule.access as Scope;
+    if (!principal.scopes.has(scope)) {
+      return refuse(c, rule.style, 403, 'AccessDeniedException', `Key ${principal.keyId} does not have the ${scope} scope needed for ${rule.method} ${rule.path}.`);
+    }
+    principals.set(c.req.raw, principal);
+    return next();
+  };
+}
