@@ -6,6 +6,8 @@ import type { Registry } from 'prom-client';
 import type { Db } from '../../db/schema.ts';
 import type { InvokeService } from './invoke.ts';
 import { graphqlRoutes } from './graphql/index.ts';
+import { lambdaRoutes } from './lambda-routes.ts';
+import { nativeRoutes } from './native-routes.ts';
 import { opsRoutes } from './ops.ts';
 
 export interface AppDeps {
@@ -23,6 +25,8 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
   app.route('/', opsRoutes(deps.db, deps.registry));
+  app.route('/', lambdaRoutes(deps.invoke, deps.logger));
+  app.route('/', nativeRoutes(deps.invoke, deps.logger));
   app.route('/graphql', graphqlRoutes(deps));
   return app;
 }

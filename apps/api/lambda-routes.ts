@@ -1,0 +1,126 @@
+// The Lambda-compatible Invoke API (docs/http-api.md, /work/shared/spec/lambda-invoke.md):
+// what `@aws-sdk/client-lambda` InvokeCommand and `aws lambda invoke --endpoint-url`
+// send and expect. Translation only: the lifecycle lives in InvokeService.
+import { randomUUID } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import type { Logger } from 'pino';
+import { LedgerError } from '../../db/errors.ts';
+import { attemptLogTail } from '../../db/invocations.ts';
+import { tailBytes } from '../runtimes/index.ts';
+import { parseJsonPayload, readBodyLimited } from './body.ts';
+import { errorSide, httpErrorOf } from './errors.ts';
+import { idempotencyKeyOf, parseFunctionRef } from './function-ref.ts';
+import { ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, type InvokeService } from './invoke.ts';
+
+type InvocationType = 'RequestResponse' | 'Event' | 'DryRun';
+
+const INVOCATION_TYPES = new Set<string>(['RequestResponse', 'Event', 'DryRun']);
+const LOG_TAIL_BYTES = 4096;
+/** Lambda's limit on the decoded client context */
+const CLIENT_CONTEXT_LIMIT = 3583;
+
+export function lambdaRoutes(invoke: InvokeService, logger: Logger): Hono {
+  const app = new Hono();
+  app.post('/2015-03-31/functions/:FunctionName/invocations', (c) =>
+    answer(c, logger, () => handleInvoke(c, invoke, invocationTypeOf(c.req.header('x-amz-invocation-type')))),
+  );
+  // InvokeAsync (deprecated in AWS, still sent by old clients): an Event invoke
+  const legacy = (c: Context) => answer(c, logger, () => handleInvoke(c, invoke, 'Event'));
+  app.post('/2014-11-13/functions/:FunctionName/invoke-async', legacy);
+  app.post('/2014-11-13/functions/:FunctionName/invoke-async/', legacy);
+  return app;
+}
+
+interface Answer {
+  status: 200 | 202 | 204;
+  requestId: string;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+async function handleInvoke(c: Context, invoke: InvokeService, type: InvocationType): Promise<Answer> {
+  const ref = parseFunctionRef(c.req.param('FunctionName') ?? '', c.req.query('Qualifier'));
+  const logType = logTypeOf(c.req.header('x-amz-log-type'));
+  const clientContext = clientContextOf(c.req.header('x-amz-client-context'));
+  const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
+  const bytes = await readBodyLimited(c.req.raw, type === 'Event' ? ASYNC_PAYLOAD_LIMIT : SYNC_PAYLOAD_LIMIT);
+  const payload = parseJsonPayload(bytes);
+  const fn = await invoke.resolveFunction(ref.name, ref.version);
+
+  if (type === 'DryRun') return { status: 204, requestId: randomUUID() };
+  if (type === 'Event') {
+    const accepted = await invoke.invokeAsync(fn, payload, { idempotencyKey });
+    return { status: 202, requestId: accepted.invocationId };
+  }
+
+  const r = await invoke.invokeSync(fn, payload, { idempotencyKey, clientContext });
+  // from here on the function has run: nothing below may turn into a 5xx
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'x-amz-executed-version': String(r.functionVersion),
+  };
+  if (!r.ok) headers['x-amz-function-error'] = 'Unhandled';
+  if (logType === 'Tail') {
+    const log = r.duplicate ? await attemptLogTail(invoke.db, r.invocationId, 1, LOG_TAIL_BYTES).catch(() => '') : r.log;
+    headers['x-amz-log-result'] = Buffer.from(tailBytes(log, LOG_TAIL_BYTES), 'utf8').toString('base64');
+  }
+  const body = r.ok ? (JSON.stringify(r.result) ?? 'null') : JSON.stringify(r.error);
+  return { status: 200, requestId: r.invocationId, headers, body };
+}
+
+/** Runs a route; every outcome, errors included, carries x-amzn-RequestId. */
+async function answer(c: Context, logger: Logger, run: () => Promise<Answer>): Promise<Response> {
+  try {
+    const a = await run();
+    const headers = { ...a.headers, 'x-amzn-RequestId': a.requestId };
+    return a.body === undefined ? c.body(null, a.status, headers) : c.body(a.body, a.status as 200, headers);
+  } catch (e) {
+    const err = httpErrorOf(e);
+    if (err.status >= 500) logger.error({ err: e }, 'invoke failed');
+    const body = JSON.stringify({ Type: errorSide(err.status), message: err.message, ...err.fields });
+    return c.body(body, err.status, {
+      ...err.headers,
+      'content-type': 'application/json',
+      'x-amzn-ErrorType': err.awsType,
+      'x-amzn-RequestId': randomUUID(),
+    });
+  }
+}
+
+function invocationTypeOf(header: string | undefined): InvocationType {
+  if (header === undefined || header === '') return 'RequestResponse';
+  if (!INVOCATION_TYPES.has(header)) {
+    throw new LedgerError(
+      'InvalidParameter',
+      `1 validation error detected: Value '${header}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]`,
+    );
+  }
+  return header as InvocationType;
+}
+
+function logTypeOf(header: string | undefined): 'None' | 'Tail' {
+  if (header === undefined || header === '' || header === 'None') return 'None';
+  if (header === 'Tail') return 'Tail';
+  throw new LedgerError(
+    'InvalidParameter',
+    `1 validation error detected: Value '${header}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]`,
+  );
+}
+
+/** base64 of a JSON object, handed to the handler as context.clientContext */
+function clientContextOf(header: string | undefined): unknown {
+  if (header === undefined || header === '') return undefined;
+  const bad = () => new LedgerError('InvalidRequestContent', 'Client context must be a valid Base64-encoded JSON object.');
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(header) || header.length % 4 === 1) throw bad();
+  const decoded = Buffer.from(header, 'base64');
+  if (decoded.byteLength > CLIENT_CONTEXT_LIMIT) {
+    throw new LedgerError('InvalidRequestContent', `Client context must be at most ${CLIENT_CONTEXT_LIMIT} bytes when decoded.`);
+  }
+  try {
+    const value: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(decoded));
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad();
+    return value;
+  } catch {
+    throw bad();
+  }
+}

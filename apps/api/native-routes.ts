@@ -1,0 +1,106 @@
+// The native HTTP routes (ledger.md §4): POST /invoke/:name (sync, or async with
+// `Prefer: respond-async` / `?async=true`) and GET /invocations/:id. Same limits and
+// error table as the Lambda routes, with the error body {"error": {"code", "message"}}.
+import { randomUUID } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import type { Logger } from 'pino';
+import { LedgerError } from '../../db/errors.ts';
+import { getInvocation, type InvocationView } from '../../db/invocations.ts';
+import { parseJsonPayload, readBodyLimited } from './body.ts';
+import { httpErrorOf } from './errors.ts';
+import { idempotencyKeyOf, parseFunctionRef } from './function-ref.ts';
+import { ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, type InvokeService } from './invoke.ts';
+
+export function nativeRoutes(invoke: InvokeService, logger: Logger): Hono {
+  const app = new Hono();
+
+  app.post('/invoke/:name', (c) =>
+    answer(c, logger, async () => {
+      const ref = parseFunctionRef(c.req.param('name'), c.req.query('version'));
+      const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
+      const async = wantsAsync(c);
+      const bytes = await readBodyLimited(c.req.raw, async ? ASYNC_PAYLOAD_LIMIT : SYNC_PAYLOAD_LIMIT);
+      const payload = parseJsonPayload(bytes);
+      const fn = await invoke.resolveFunction(ref.name, ref.version);
+
+      if (async) {
+        const { invocationId } = await invoke.invokeAsync(fn, payload, { idempotencyKey });
+        return c.json({ invocationId }, 202, {
+          Location: `/invocations/${invocationId}`,
+          'Preference-Applied': 'respond-async',
+          'x-amzn-RequestId': invocationId,
+        });
+      }
+      const r = await invoke.invokeSync(fn, payload, { idempotencyKey });
+      const headers: Record<string, string> = {
+        'x-amzn-RequestId': r.invocationId,
+        'X-Invocation-Id': r.invocationId,
+        'X-Function-Version': String(r.functionVersion),
+      };
+      if (!r.ok) headers['X-Function-Error'] = r.error?.errorType ?? 'Unhandled';
+      return c.body(r.ok ? (JSON.stringify(r.result) ?? 'null') : JSON.stringify(r.error), 200, {
+        ...headers,
+        'content-type': 'application/json',
+      });
+    }),
+  );
+
+  app.get('/invocations/:id', (c) =>
+    answer(c, logger, async () => {
+      const id = c.req.param('id');
+      const view = await getInvocation(invoke.db, id);
+      if (!view) throw new LedgerError('InvocationNotFound', `Invocation not found: ${id}`);
+      return c.json(invocationJson(view), 200, { 'x-amzn-RequestId': view.id });
+    }),
+  );
+
+  return app;
+}
+
+/** `Prefer: respond-async` (RFC 7240, possibly among other preferences) or `?async=true` */
+function wantsAsync(c: Context): boolean {
+  const q = c.req.query('async');
+  if (q === 'true' || q === '1') return true;
+  const prefer = c.req.header('prefer') ?? '';
+  return prefer.split(',').some((p) => p.split(';')[0]?.trim().toLowerCase() === 'respond-async');
+}
+
+/** The JSON shape of GET /invocations/:id; positions are strings (bigint). */
+export function invocationJson(v: InvocationView) {
+  return {
+    id: v.id,
+    functionName: v.functionName,
+    functionVersion: v.functionVersion,
+    type: v.invocationType,
+    status: v.status,
+    attempts: v.attempts,
+    idempotencyKey: v.idempotencyKey,
+    payload: v.payload,
+    result: v.result,
+    error: v.error,
+    deadLetterReason: v.deadLetterReason,
+    acceptedAt: v.acceptedAt.toISOString(),
+    finishedAt: v.finishedAt?.toISOString() ?? null,
+    events: v.events.map((e) => ({
+      position: String(e.position),
+      seq: e.seq,
+      type: e.type,
+      attempt: e.attempt,
+      occurredAt: new Date(e.occurredAt).toISOString(),
+      data: e.data,
+    })),
+  };
+}
+
+async function answer(c: Context, logger: Logger, run: () => Promise<Response>): Promise<Response> {
+  try {
+    return await run();
+  } catch (e) {
+    const err = httpErrorOf(e);
+    if (err.status >= 500) logger.error({ err: e }, 'native route failed');
+    return c.json({ error: { code: err.code, message: err.message, ...err.fields } }, err.status, {
+      ...err.headers,
+      'x-amzn-RequestId': randomUUID(),
+    });
+  }
+}
