@@ -232,8 +232,9 @@ export async function sendMessages(db: Executor, queueName: string, entries: rea
       insert into ledger.messages (id, queue_name, body, body_bytes, visible_at)
       select m.id, q.name, m.body, m.bytes, now() + make_interval(secs => m.delay)
       from unnest(${ids}::uuid[], ${bodies}::jsonb[], ${sizes}::int[], ${parsed.map((e) => e.delaySeconds ?? 0)}::int[])
-        as m(id, body, bytes, delay)
+        with ordinality as m(id, body, bytes, delay, ord)
       cross join q
+      order by m.ord
       returning id
     ), wake as (
       select pg_notify(${MESSAGES_CHANNEL}, ${queueName}) from q
@@ -282,7 +283,7 @@ export async function lockReceivableMessages(
   }>`
     select id, body, body_bytes, sent_at, visible_at, receive_count, now() as db_now from ledger.messages
     where queue_name = ${queueName} and dead_lettered_at is null and visible_at <= now()
-    order by visible_at, id
+    order by visible_at, seq
     limit ${limit}
     for update skip locked`.execute(tx);
   const now = rows[0]?.db_now ?? (await sql<{ now: Date }>`select now()`.execute(tx)).rows[0]?.now ?? new Date();

@@ -13,6 +13,8 @@ create table ledger.message_queues (
 
 create table ledger.messages (
   id                uuid primary key,
+  -- send order: messages that become visible together are received in the order sent
+  seq               bigint generated always as identity,
   queue_name        text not null references ledger.message_queues (name) on delete cascade,
   body              jsonb not null,
   body_bytes        int not null,
@@ -29,7 +31,7 @@ create table ledger.messages (
   dead_letter_reason text
 ) with (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000);
 -- Receives read only live messages in visibility order.
-create index messages_receivable on ledger.messages (queue_name, visible_at, id) where dead_lettered_at is null;
+create index messages_receivable on ledger.messages (queue_name, visible_at, seq) where dead_lettered_at is null;
 create index messages_dead_letters on ledger.messages (queue_name, dead_lettered_at desc, id) where dead_lettered_at is not null;
 
 create table ledger.event_source_mappings (

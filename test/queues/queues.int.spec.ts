@@ -225,7 +225,7 @@ describe('receive and settle', () => {
     await updateEventSourceMapping(t.db, m.id, { maximumConcurrency: 3 });
     const fourth = batchOf(await receiveBatch(t.db, p, fn, opts));
     for (const b of [batches[1], third, fourth]) await completeBatch(t.db, b as ReceivedBatch, ok);
-    const { rows } = await sql<{ n: number }>`select count(*)::int as n from ledger.message_batches`.execute(t.db);
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from ledger.message_batches where mapping_id = ${m.id}::uuid`.execute(t.db);
     expect(rows[0]?.n).toBe(0);
     await deleteEventSourceMapping(t.db, m.id);
   });
