@@ -15,6 +15,8 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   NODE_ENV: z.string().default('production'),
   LEDGER_AUTH: z.enum(['on', 'off']).optional(),
+  /** seals the SigV4 secrets of API keys (AES-256-GCM); at least 32 characters, e.g. `openssl rand -base64 32` */
+  LEDGER_SECRET_KEY: z.string().min(32, 'must be at least 32 characters (openssl rand -base64 32)').optional(),
   /** attempts one worker process runs at once */
   WORKER_CONCURRENCY: int(64, 1, 10_000),
   /** invocations claimed per statement */

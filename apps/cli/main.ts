@@ -15,6 +15,7 @@ import { opsRoutes } from '../api/ops.ts';
 import { createRuntimes, resolveHandlerPath } from '../runtimes/index.ts';
 import { createWorker } from '../worker/index.ts';
 import { AUDIT_ROLE_USAGE, auditRoleCommand } from './audit-role.ts';
+import { keysCommand } from './keys.ts';
 import { loadConfig, type Config } from './config.ts';
 import { resolveDatabase } from './database.ts';
 import { registerFunctionsDir } from './register-functions.ts';
@@ -27,6 +28,8 @@ commands:
   verify                          check every invocation's events and projections
   rebuild-projections             recompute the projections from the events alone (stop workers first)
   ${AUDIT_ROLE_USAGE}
+  keys create --scopes invoke,admin,audit [--name N] | keys list | keys revoke ID
+                                  API keys (printed once; see docs/security.md)
 `;
 
 function makeLogger(config: Config): Logger {
@@ -152,6 +155,11 @@ export async function main(argv: string[]): Promise<number> {
       });
     case 'audit-role':
       return auditRoleCommand(config, logger, rest);
+    case 'keys':
+      return withDatabase(config, logger, async (url) => {
+        await migrate(url, (m) => logger.info(m));
+        return keysCommand(url, rest, { secretKey: config.LEDGER_SECRET_KEY ?? null });
+      });
     default:
       process.stderr.write(`unknown command: ${command}\n${USAGE}`);
       return 1;

@@ -8,10 +8,11 @@ import { canonicalPath, canonicalQuery, parseSigV4Authorization, verifySigV4, ty
 
 class NodeSha256 {
   private h;
-  constructor(secret?: string | Uint8Array) {
-    this.h = secret ? createHmac('sha256', secret) : createHash('sha256');
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    const key = typeof secret === 'string' || secret === undefined ? secret : Buffer.from(secret instanceof ArrayBuffer ? secret : secret.buffer);
+    this.h = key ? createHmac('sha256', key) : createHash('sha256');
   }
-  update(data: string | Uint8Array) {
+  update(data: Uint8Array) {
     this.h.update(data);
   }
   async digest() {
