@@ -1,22 +1,14 @@
-// Errors leave GraphQL with `extensions.code` = the LedgerError code; anything unexpected
-// is masked (logged here, "Unexpected error." for the client).
-import { GraphQLError } from 'graphql';
-import { maskError as yogaMaskError } from 'graphql-yoga';
+// Errors leave GraphQL with `extensions.code` = the LedgerError code (resolvers are
+// wrapped so typed errors become GraphQL errors where they are thrown); anything
+// unexpected is masked: logged here, "Unexpected error." for the client.
 import type { Logger } from 'pino';
+import { maskError as yogaMaskError } from 'graphql-yoga';
 import { isDatabaseUnavailable, isLedgerError } from '../../../db/errors.ts';
 import { LifecycleViolation } from '../../../db/lifecycle.ts';
+import { GraphQLError } from './graphql-js.ts';
 
-/** The typed error behind a resolver error, with the code it travels under. */
-function codeOf(e: unknown): { code: string; message: string; details?: Record<string, unknown> } | null {
-  if (isLedgerError(e)) return { code: e.code, message: e.message, details: e.details };
-  if (e instanceof LifecycleViolation) return { code: 'LifecycleViolation', message: e.message };
-  if (isDatabaseUnavailable(e)) return { code: 'ServiceUnavailable', message: 'the database is unavailable; try again' };
-  return null;
-}
-
-/** Only plain, JSON-safe details travel (never issues objects with functions or secrets). */
-function publicDetails(code: string, details: Record<string, unknown> | undefined): Record<string, unknown> {
-  if (!details) return {};
+/** Only plain, JSON-safe details travel (never zod issues or anything with a secret). */
+function publicDetails(code: string, details: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (code === 'TooManyRequests') {
     if (typeof details.reason === 'string') out.reason = details.reason;
@@ -25,20 +17,58 @@ function publicDetails(code: string, details: Record<string, unknown> | undefine
   return out;
 }
 
+/** The GraphQL form of a typed error, or null when the error is not one of ours. */
+export function toGraphQLError(e: unknown): InstanceType<typeof GraphQLError> | null {
+  if (isLedgerError(e)) {
+    return new GraphQLError(e.message, { extensions: { code: e.code, ...publicDetails(e.code, e.details) } });
+  }
+  if (e instanceof LifecycleViolation) return new GraphQLError(e.message, { extensions: { code: 'LifecycleViolation' } });
+  if (isDatabaseUnavailable(e)) {
+    return new GraphQLError('the database is unavailable; try again', { extensions: { code: 'ServiceUnavailable' } });
+  }
+  return null;
+}
+
+type AnyFn = (...args: unknown[]) => unknown;
+
+function guard(fn: AnyFn): AnyFn {
+  return async (...args: unknown[]) => {
+    try {
+      return await fn(...args);
+    } catch (e) {
+      throw toGraphQLError(e) ?? e;
+    }
+  };
+}
+
+/** Wraps every field resolver and subscribe function (scalars and enums are left alone). */
+export function guardResolvers<T extends Record<string, unknown>>(resolvers: T): T {
+  const out: Record<string, unknown> = {};
+  for (const [typeName, fields] of Object.entries(resolvers)) {
+    if (typeof fields !== 'object' || fields === null || fields.constructor !== Object) {
+      out[typeName] = fields;
+      continue;
+    }
+    const wrapped: Record<string, unknown> = {};
+    for (const [name, r] of Object.entries(fields as Record<string, unknown>)) {
+      if (typeof r === 'function') wrapped[name] = guard(r as AnyFn);
+      else if (r && typeof r === 'object' && 'subscribe' in r) {
+        const s = r as { subscribe: AnyFn; resolve?: AnyFn };
+        wrapped[name] = { ...s, subscribe: guard(s.subscribe) };
+      } else wrapped[name] = r;
+    }
+    out[typeName] = wrapped;
+  }
+  return out as T;
+}
+
 export function createMaskError(logger: Logger) {
   return (error: unknown, message: string, isDev?: boolean): Error => {
-    const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
-    const typed = codeOf(original);
-    if (typed) {
-      return new GraphQLError(typed.message, {
-        ...(error instanceof GraphQLError ? { nodes: error.nodes, path: error.path, source: error.source, positions: error.positions } : {}),
-        extensions: { code: typed.code, ...publicDetails(typed.code, typed.details) },
-      });
+    let original: unknown = error;
+    while (original && typeof original === 'object' && (original as { originalError?: unknown }).originalError) {
+      original = (original as { originalError: unknown }).originalError;
     }
-    // GraphQLErrors we raised on purpose (bad input to a scalar, limits) pass unchanged
-    if (error instanceof GraphQLError && (!error.originalError || error.originalError instanceof GraphQLError)) {
-      return yogaMaskError(error, message, isDev);
-    }
+    if (original === error || original instanceof GraphQLError) return yogaMaskError(error, message, isDev);
     logger.error({ err: original }, 'GraphQL resolver failed');
     return yogaMaskError(error, message, isDev);
   };

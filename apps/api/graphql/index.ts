@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
-import { GraphQLError, NoSchemaIntrospectionCustomRule, type ValidationContext } from 'graphql';
+import type { GraphQLError, ValidationContext } from 'graphql';
 import { createSchema, createYoga, type Plugin } from 'graphql-yoga';
 import { Hono } from 'hono';
 import { connectClient } from '../../../db/connection.ts';
@@ -12,8 +12,9 @@ import type { RegistryChecks } from '../../../db/functions.ts';
 import { LedgerFeed } from '../../../db/subscriptions.ts';
 import { resolveHandlerPath } from '../../runtimes/index.ts';
 import type { AppDeps } from '../app.ts';
-import { createMaskError } from './errors.ts';
+import { createMaskError, guardResolvers } from './errors.ts';
 import { DEFAULT_QUERY, graphiqlAssetRoutes, renderOfflineGraphiQL } from './graphiql.ts';
+import { NoSchemaIntrospectionCustomRule } from './graphql-js.ts';
 import { EventsLoader } from './loaders.ts';
 import { resolvers, type GraphQLContext } from './resolvers.ts';
 
@@ -64,7 +65,7 @@ export function graphqlRoutes(deps: AppDeps, options: GraphQLOptions = {}): Hono
   const introspection = deps.graphqlIntrospection !== false;
 
   const yoga = createYoga<object, GraphQLContext>({
-    schema: createSchema<GraphQLContext>({ typeDefs, resolvers }),
+    schema: createSchema<GraphQLContext>({ typeDefs, resolvers: guardResolvers(resolvers) }),
     graphqlEndpoint: GRAPHQL_ENDPOINT,
     landingPage: false,
     context: ({ request }) => ({ deps, checks, feed, events: new EventsLoader(deps.db), request }),

@@ -1,5 +1,6 @@
 // JSON and DateTime: the two scalars of the schema.
-import { GraphQLError, GraphQLScalarType, Kind, type ObjectValueNode, type ValueNode } from 'graphql';
+import type { ObjectValueNode, ValueNode } from 'graphql';
+import { GraphQLError, GraphQLScalarType, Kind } from './graphql-js.ts';
 
 function literal(node: ValueNode, variables: Record<string, unknown> | null | undefined): unknown {
   switch (node.kind) {
