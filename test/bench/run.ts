@@ -46,6 +46,10 @@ function sh(cmd: string, args: string[]): string {
   }
 }
 
+// A stray error of a peer library's pool must not end the whole run without a table.
+process.on('uncaughtException', (e) => log(`uncaught: ${(e as Error).stack ?? String(e)}`.slice(0, 2000)));
+process.on('unhandledRejection', (e) => log(`unhandled rejection: ${(e as Error)?.stack ?? String(e)}`.slice(0, 2000)));
+
 const started = new Date();
 const server = await serverInfo();
 const machine = {

@@ -13,6 +13,8 @@ export interface BenchScale {
   quick: boolean;
   drainJobs: number;
   acceptSeconds: number;
+  /** HTTP accepts are a fixed count, so that every request has its answer when the run ends */
+  acceptRequests: number;
   syncSeconds: number;
   pickupSamples: number;
   historyInvocations: number;
@@ -23,6 +25,7 @@ export const FULL: BenchScale = {
   quick: false,
   drainJobs: 50_000,
   acceptSeconds: 10,
+  acceptRequests: 80_000,
   syncSeconds: 10,
   pickupSamples: 200,
   historyInvocations: 1_700_000,
@@ -33,6 +36,7 @@ export const QUICK: BenchScale = {
   quick: true,
   drainJobs: 5_000,
   acceptSeconds: 3,
+  acceptRequests: 5_000,
   syncSeconds: 3,
   pickupSamples: 40,
   historyInvocations: 100_000,

@@ -16,8 +16,8 @@ export interface OurWorkerSettings {
 
 export const INLINE_WORKER: OurWorkerSettings = { concurrency: 256, claimBatchSize: 500, threads: 2 };
 export const THREAD_WORKER: OurWorkerSettings = { concurrency: 64, claimBatchSize: 500, threads: 2 };
-export const GRAPHILE_CONCURRENCY = Number(process.env.BENCH_GRAPHILE_CONCURRENCY ?? 24);
-export const PGBOSS_LOOPS = Number(process.env.BENCH_PGBOSS_LOOPS ?? 1);
+export const GRAPHILE_CONCURRENCY = Number(process.env.BENCH_GRAPHILE_CONCURRENCY ?? 32);
+export const PGBOSS_LOOPS = Number(process.env.BENCH_PGBOSS_LOOPS ?? 4);
 
 /** Starts one `--role worker` process on an already filled database and waits until the queue is empty. */
 export async function drainWithOurWorker(
@@ -123,15 +123,14 @@ async function pgboss(jobs: number): Promise<Measurement[]> {
   }
 }
 
+/** BENCH_DRAIN_SUBJECTS=graphile,pgboss,inline,thread picks some (tuning runs). */
 export async function drainScenario(scale: BenchScale): Promise<Measurement[]> {
+  const pick = new Set((process.env.BENCH_DRAIN_SUBJECTS ?? 'graphile,pgboss,inline,thread').split(','));
   const out: Measurement[] = [];
-  log(`drain: ${scale.drainJobs} jobs, graphile-worker`);
-  out.push(...(await graphile(scale.drainJobs)));
-  log(`drain: pg-boss`);
-  out.push(...(await pgboss(scale.drainJobs)));
-  log(`drain: invoke-ledger inline`);
-  out.push(...(await ours('inline', scale.drainJobs)));
-  log(`drain: invoke-ledger worker threads`);
-  out.push(...(await ours('thread', scale.drainJobs)));
+  log(`drain: ${scale.drainJobs} jobs`);
+  if (pick.has('graphile')) out.push(...(await graphile(scale.drainJobs)));
+  if (pick.has('pgboss')) out.push(...(await pgboss(scale.drainJobs)));
+  if (pick.has('inline')) out.push(...(await ours('inline', scale.drainJobs)));
+  if (pick.has('thread')) out.push(...(await ours('thread', scale.drainJobs)));
   return out;
 }
