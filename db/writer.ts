@@ -223,7 +223,7 @@ async function writeStatement(
       on conflict (id) do update set
         status = excluded.status, attempts = excluded.attempts, failures_since_redrive = excluded.failures_since_redrive,
         last_seq = excluded.last_seq, last_event_type = excluded.last_event_type, error_type = excluded.error_type,
-        dead_letter_reason = excluded.dead_letter_reason, started_at = excluded.started_at,
+        dead_letter_reason = excluded.dead_letter_reason, started_at = coalesce(i.started_at, excluded.started_at), -- set once; JS Dates would drop its microseconds
         finished_at = excluded.finished_at, updated_at = excluded.updated_at
     ), enq as (
       insert into ledger.queue (invocation_id, function_name, function_version, invocation_type, attempt, run_at,
