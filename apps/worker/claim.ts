@@ -50,20 +50,18 @@ export async function claimDueInvocations(db: Db, o: ClaimOptions): Promise<Clai
   return db.transaction().execute(async (tx) => {
     const { rows } = await sql<ClaimRow>`
       with picked as materialized (
-        select q.invocation_id from ledger.queue q
+        select i.*, q.run_at, q.locked_by from ledger.queue q
         join ledger.invocations i on i.id = q.invocation_id
         where q.locked_by is null and q.run_at <= now() and q.invocation_type = 'async'
         order by q.run_at
         limit ${o.limit}
         for update of q, i skip locked
       )
-      select i.*, q.run_at, q.locked_by, e.data -> 'payload' as payload, c.reserved, now() as db_now
+      select p.*, e.data -> 'payload' as payload, c.reserved, now() as db_now
       from picked p
-      join ledger.invocations i on i.id = p.invocation_id
-      join ledger.queue q on q.invocation_id = p.invocation_id
-      join ledger.events e on e.invocation_id = p.invocation_id and e.seq = 1
-      left join ledger.function_concurrency c on c.name = i.function_name
-      order by q.run_at`.execute(tx);
+      join ledger.events e on e.invocation_id = p.id and e.seq = 1
+      left join ledger.function_concurrency c on c.name = p.function_name
+      order by p.run_at`.execute(tx);
     const result: ClaimResult = { picked: rows.length, started: [], deadLettered: [], throttled: [] };
     if (rows.length === 0) return result;
     const now = (rows[0] as ClaimRow).db_now;

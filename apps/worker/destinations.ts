@@ -205,6 +205,8 @@ export interface DeliveryPolicy {
   baseDelayMs: number;
   maxDelayMs: number;
   timeoutMs: number;
+  /** HTTP_ALLOWLIST: a URL it refuses is marked failed without being POSTed */
+  allowUrl?: (url: string) => boolean;
 }
 
 export const DEFAULT_DELIVERY_POLICY: DeliveryPolicy = { maxAttempts: 8, baseDelayMs: 1_000, maxDelayMs: 300_000, timeoutMs: 10_000 };
@@ -227,9 +229,12 @@ export async function deliverDueDestinations(db: Db, policy: DeliveryPolicy, lim
     returning d.*`.execute(db);
   await Promise.all(
     rows.map(async (r) => {
-      const outcome = await post(r.destination, r.record, policy.timeoutMs);
+      const allowed = policy.allowUrl?.(r.destination) ?? true;
+      const outcome = allowed
+        ? await post(r.destination, r.record, policy.timeoutMs)
+        : { ok: false, status: null, error: 'destination URL is not allowed by HTTP_ALLOWLIST' };
       const delivered = outcome.ok;
-      const giveUp = !delivered && r.attempts >= policy.maxAttempts;
+      const giveUp = !delivered && (!allowed || r.attempts >= policy.maxAttempts);
       const delayMs = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, r.attempts - 1));
       await sql`
         update ledger.destination_deliveries
@@ -250,6 +255,8 @@ async function post(url: string, record: unknown, timeoutMs: number): Promise<{ 
       headers: { 'content-type': 'application/json', 'user-agent': 'invoke-ledger-destinations' },
       body: JSON.stringify(record),
       signal: AbortSignal.timeout(timeoutMs),
+      // a redirect could lead past HTTP_ALLOWLIST: a 3xx is an answer (not delivered), not a hop
+      redirect: 'manual',
     });
     await res.arrayBuffer().catch(() => undefined);
     return res.ok ? { ok: true, status: res.status, error: null } : { ok: false, status: res.status, error: `HTTP ${res.status}` };

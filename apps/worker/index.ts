@@ -56,6 +56,8 @@ export interface WorkerOptions {
   listen?: boolean;
   /** URL destination retries */
   delivery?: Partial<DeliveryPolicy>;
+  /** claims in flight at once while the queue stays full (default 2) */
+  maxConcurrentClaims?: number;
   /** how often due URL deliveries are looked for (default 1 s) */
   deliveryIntervalMs?: number;
 }
@@ -80,7 +82,9 @@ class Engine implements Worker {
   private readonly inFlightRuns = new Set<Promise<void>>();
   private started = false;
   private stopping = false;
-  private claiming: Promise<void> | null = null;
+  /** claims in flight, and the slots they may fill */
+  private readonly claiming = new Set<Promise<void>>();
+  private claimingSlots = 0;
   private wakeRequested = false;
   /** the last claim was full: more is probably due */
   private more = false;
@@ -128,7 +132,7 @@ class Engine implements Worker {
     if (this.wakeTimer) clearTimeout(this.wakeTimer.timer);
     await this.listener?.close();
     // a claim in flight starts its attempts; they are waited for like the others
-    await this.claiming;
+    await Promise.allSettled([...this.claiming]);
     // running attempts end by their deadline at the latest (the runtimes enforce it);
     // keep their leases alive meanwhile
     const beat = setInterval(() => this.background(this.heartbeat()), Math.max(100, Math.floor(this.graceMs / 3)));
@@ -163,22 +167,29 @@ class Engine implements Worker {
     // finished attempts whose outcome is still being written hold a slot beyond a backlog
     // of `concurrency`, so a slow database slows claiming instead of piling up outcomes
     const backlog = Math.max(0, this.flusher.size - this.o.concurrency);
-    return this.o.concurrency - this.running.size - backlog;
+    return this.o.concurrency - this.running.size - this.claimingSlots - backlog;
   }
 
   private pump(): void {
-    if (!this.started || this.stopping || this.claiming) return;
+    if (!this.started || this.stopping) return;
+    // a second claim overlaps the first's round trips only while the queue looks full
+    if (this.claiming.size >= (this.more ? (this.o.maxConcurrentClaims ?? 2) : 1)) return;
     if (!this.wakeRequested && !this.more) return;
     const free = this.freeSlots();
     // when busy, wait for a worthwhile batch instead of claiming one by one
-    const worthwhile = this.running.size === 0 ? 1 : Math.max(1, Math.min(this.o.claimBatchSize, Math.floor(this.o.concurrency / 4)));
+    const idle = this.running.size === 0 && this.claiming.size === 0;
+    const worthwhile = idle ? 1 : Math.max(1, Math.min(this.o.claimBatchSize, Math.floor(this.o.concurrency / 4)));
     if (free < worthwhile) return;
     const limit = Math.min(free, this.o.claimBatchSize);
     this.wakeRequested = false;
-    this.claiming = this.claim(limit).finally(() => {
-      this.claiming = null;
+    this.claimingSlots += limit;
+    const p: Promise<void> = this.claim(limit).finally(() => {
+      this.claimingSlots -= limit;
+      this.claiming.delete(p);
       this.pump();
     });
+    this.claiming.add(p);
+    this.pump();
   }
 
   private async claim(limit: number): Promise<void> {

@@ -12,7 +12,7 @@ export interface Listener {
 export function listenForEvents(
   databaseUrl: string,
   onHint: () => void,
-  o: { logger: Logger; debounceMs?: number; maxBackoffMs?: number },
+  o: { logger: Logger; debounceMs?: number; maxBackoffMs?: number; channel?: string },
 ): Listener {
   let client: pg.Client | null = null;
   let closed = false;
@@ -43,7 +43,7 @@ export function listenForEvents(
       };
       c.on('error', lost);
       c.on('end', lost);
-      await c.query(`listen ${EVENTS_CHANNEL}`);
+      await c.query(`listen ${o.channel ?? EVENTS_CHANNEL}`);
       if (closed) {
         await c.end().catch(() => {});
         return;

@@ -2,15 +2,14 @@
 // receives batches (SKIP LOCKED, so any number of workers share a queue), invokes the
 // function once per batch and settles the messages. It sleeps until the poll interval,
 // the end of a batching window, a finished batch, or a NOTIFY from a send.
-import type pg from 'pg';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
-import { connectClient } from '../../../db/connection.ts';
 import { isDatabaseUnavailable } from '../../../db/errors.ts';
 import { FunctionVersionCache } from '../../../db/functions.ts';
 import { listPollableMappings, MESSAGES_CHANNEL, pruneExpiredBatches, type PollableMapping } from '../../../db/queues.ts';
 import type { Db } from '../../../db/schema.ts';
 import type { Runtimes } from '../../runtimes/index.ts';
+import { listenForEvents, type Listener } from '../notify.ts';
 import { completeBatch, receiveBatch, type ReceivedBatch } from './batches.ts';
 
 export interface EventSourcePollerOptions {
@@ -51,27 +50,11 @@ export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourc
   let stopping = true;
   let loop: Promise<void> | null = null;
   let wake: (() => void) | null = null;
-  let listener: pg.Client | null = null;
+  let listener: Listener | null = null;
   let lastPrune = 0;
   const warned = new Set<string>();
 
   const wakeUp = () => wake?.();
-
-  async function listen(): Promise<void> {
-    if (!o.databaseUrl || listener || stopping) return;
-    try {
-      const client = await connectClient(o.databaseUrl);
-      client.on('notification', wakeUp);
-      client.on('error', () => {
-        if (listener === client) listener = null;
-        void client.end().catch(() => {});
-      });
-      await client.query(`listen ${MESSAGES_CHANNEL}`);
-      listener = client;
-    } catch (e) {
-      log.warn({ err: e }, 'LISTEN for queue messages failed; polling only until it reconnects');
-    }
-  }
 
   function launch(batch: ReceivedBatch): void {
     const p = runBatch(batch).finally(() => {
@@ -144,7 +127,6 @@ export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourc
       let nextMs = pollIntervalMs;
       const woken = new Promise<void>((resolve) => (wake = resolve));
       try {
-        await listen();
         if (running.size < maxInFlight) nextMs = await pollMappings();
       } catch (e) {
         if (isDatabaseUnavailable(e)) log.warn({ err: e }, 'database unavailable; event source polling retries');
@@ -164,6 +146,7 @@ export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourc
     async start() {
       if (!stopping) return;
       stopping = false;
+      if (o.databaseUrl) listener = listenForEvents(o.databaseUrl, wakeUp, { logger: log, channel: MESSAGES_CHANNEL });
       loop = run();
     },
     async stop() {
@@ -172,9 +155,8 @@ export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourc
       wakeUp();
       await loop;
       while (running.size > 0) await Promise.all([...running]);
-      const l = listener;
+      await listener?.close();
       listener = null;
-      await l?.end().catch(() => {});
     },
   };
 }
