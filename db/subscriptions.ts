@@ -138,9 +138,9 @@ export class LedgerFeed {
     return this.subscribers.size;
   }
 
-  /** Whether the shared reader (and its LISTEN connection) is up. */
+  /** Whether the shared reader is up and knows where it starts. */
   get isRunning(): boolean {
-    return this.running;
+    return this.running && this.cursor !== null;
   }
 
   /**
