@@ -2,6 +2,7 @@
 // throttle does not spend a retry, and 0 dead-letters with ZeroReservedConcurrency.
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { acceptInvocations } from '../../db/invocations.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { countByStatus, eventsOf, eventTypes, fn, invokeAsync, startWorker, statusOf, waitFor, type RunningWorker } from './helpers.ts';
 
@@ -55,5 +56,20 @@ describe('reservedConcurrency', () => {
     await waitFor('dead letter', async () => (await statusOf(t.db, id as string)) === 'dead_lettered');
     expect(await eventTypes(t.db, id as string)).toEqual(['accepted', 'dead_lettered']);
     expect((await eventsOf(t.db, id as string))[1]?.data).toEqual({ reason: 'ZeroReservedConcurrency' });
+  });
+
+  it('an invocation older than maxEventAgeSeconds is dead-lettered at claim with EventAgeExceeded, without an attempt', async () => {
+    const f = await fn(t.db, 'aged', 'noop.ts', { maxEventAgeSeconds: 60 });
+    // make it look 2 minutes old before any worker can see it (the projection's accepted_at
+    // is what claims read), and put the true value back afterwards so replay still matches
+    const id = await t.db.transaction().execute(async (tx) => {
+      const [a] = await acceptInvocations(tx, [{ fn: f, invocationType: 'async', payload: {} }]);
+      await sql`update ledger.invocations set accepted_at = accepted_at - interval '2 minutes' where id = ${a?.invocationId}::uuid`.execute(tx);
+      return a?.invocationId as string;
+    });
+    await waitFor('dead letter', async () => (await statusOf(t.db, id)) === 'dead_lettered');
+    await sql`update ledger.invocations set accepted_at = accepted_at + interval '2 minutes' where id = ${id}::uuid`.execute(t.db);
+    expect(await eventTypes(t.db, id)).toEqual(['accepted', 'dead_lettered']);
+    expect((await eventsOf(t.db, id))[1]?.data).toEqual({ reason: 'EventAgeExceeded' });
   });
 });
