@@ -106,3 +106,35 @@ export async function keysCommand(
     await handle.close();
   }
 }
+
+/**
+ * Whether `start` requires keys: LEDGER_AUTH decides when set; otherwise on, except with
+ * NODE_ENV=development (a local playground), which is said loudly at start.
+ */
+export function authEnabled(config: { LEDGER_AUTH?: 'on' | 'off' | undefined; NODE_ENV: string }): { enabled: boolean; reason: string } {
+  if (config.LEDGER_AUTH === 'off') return { enabled: false, reason: 'LEDGER_AUTH=off' };
+  if (config.LEDGER_AUTH === 'on') return { enabled: true, reason: 'LEDGER_AUTH=on' };
+  if (config.NODE_ENV === 'development') return { enabled: false, reason: 'NODE_ENV=development and LEDGER_AUTH unset' };
+  return { enabled: true, reason: 'default' };
+}
+
+/** The start-up lines an operator needs about auth. */
+export async function logAuthState(
+  db: Parameters<typeof listApiKeys>[0],
+  mode: { enabled: boolean; reason: string },
+  secretKey: string | null | undefined,
+  logger: { warn(o: object, m: string): void; info(o: object, m: string): void },
+): Promise<void> {
+  if (!mode.enabled) {
+    logger.warn({ reason: mode.reason }, 'API authentication is OFF: anyone who can reach the port can invoke, administer and read everything');
+    return;
+  }
+  const keys = (await listApiKeys(db)).filter((k) => k.revokedAt === null);
+  if (keys.length === 0) {
+    logger.warn({}, 'API authentication is on and there is no API key yet: create one with `invoke-ledger keys create --scopes invoke,admin,audit`');
+  }
+  const plain = keys.filter((k) => k.sigv4SecretFormat === 'plain').length;
+  if (!secretKey && plain > 0) {
+    logger.info({ keys: plain }, 'LEDGER_SECRET_KEY is not set: SigV4 secrets of API keys are stored unencrypted (docs/security.md)');
+  }
+}

@@ -12,10 +12,11 @@ import { rebuildProjections, verifyLedger } from '../../db/replay.ts';
 import { createApp } from '../api/app.ts';
 import { InvokeService } from '../api/invoke.ts';
 import { opsRoutes } from '../api/ops.ts';
+import { UrlAllowlist, withUrlAllowlist } from '../runtimes/allowlist.ts';
 import { createRuntimes, resolveHandlerPath } from '../runtimes/index.ts';
 import { createWorker } from '../worker/index.ts';
 import { AUDIT_ROLE_USAGE, auditRoleCommand } from './audit-role.ts';
-import { keysCommand } from './keys.ts';
+import { authEnabled, keysCommand, logAuthState } from './keys.ts';
 import { loadConfig, type Config } from './config.ts';
 import { resolveDatabase } from './database.ts';
 import { registerFunctionsDir } from './register-functions.ts';
@@ -52,11 +53,14 @@ async function start(config: Config, logger: Logger): Promise<void> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const instanceId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-  const runtimes = createRuntimes({ functionsDir: config.functionsDir, poolSize: config.RUNTIME_THREADS, logger });
-  const checks = { handler: (h: string) => void resolveHandlerPath(config.functionsDir, h) };
+  const allowlist = UrlAllowlist.parse(config.HTTP_ALLOWLIST);
+  const runtimes = withUrlAllowlist(createRuntimes({ functionsDir: config.functionsDir, poolSize: config.RUNTIME_THREADS, logger }), allowlist);
+  const checks = { handler: (h: string) => void resolveHandlerPath(config.functionsDir, h), url: (u: string) => allowlist.check(u) };
   await registerFunctionsDir(handle.db, config.functionsDir, checks, logger);
 
   const role = config.LEDGER_ROLE;
+  const auth = authEnabled(config);
+  if (role !== 'worker') await logAuthState(handle.db, auth, config.LEDGER_SECRET_KEY, logger);
   const app =
     role === 'worker'
       ? new Hono().route('/', opsRoutes(handle.db, registry))
@@ -66,6 +70,8 @@ async function start(config: Config, logger: Logger): Promise<void> {
           logger,
           registry,
           functionsDir: config.functionsDir,
+          auth: { enabled: auth.enabled, secretKey: config.LEDGER_SECRET_KEY ?? null },
+          httpAllowlist: allowlist,
         });
   const worker =
     role === 'api'
@@ -82,6 +88,7 @@ async function start(config: Config, logger: Logger): Promise<void> {
           pollIntervalMs: config.POLL_INTERVAL_MS,
           leaseGraceMs: config.WORKER_LEASE_GRACE_MS,
           throttleMaxDelayMs: config.WORKER_THROTTLE_MAX_DELAY_MS,
+          delivery: { allowUrl: (u) => allowlist.allows(u) },
         });
   await worker?.start();
 

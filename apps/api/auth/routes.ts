@@ -32,6 +32,8 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   rule('POST', '/invoke/:name', /^\/invoke\/[^/]+\/?$/, 'invoke', 'native'),
   rule('GET', '/invocations/:id', /^\/invocations\/[^/]+\/?$/, 'audit', 'native'),
   rule('*', '/graphql', /^\/graphql\/?$/, 'graphql', 'native'),
+  // GraphiQL's own scripts and styles: the page is public, the operations it sends are not
+  rule('GET', '/graphql/graphiql/:version/:file', /^\/graphql\/graphiql\/[^/]+\/[^/]+$/, 'open', 'native'),
 ];
 
 /** AWS-style API version prefixes: refusals on these paths use the Lambda error shape. */

@@ -30,6 +30,8 @@ export const LIMITS = {
 export interface GraphQLOptions {
   /** the process's ledger feed (tests pass one to watch it); made here otherwise */
   feed?: LedgerFeed;
+  /** more yoga plugins, run after the limits (createApp passes the API-key check) */
+  plugins?: Plugin[];
 }
 
 const typeDefs = readFileSync(new URL('./schema.graphql', import.meta.url), 'utf8');
@@ -61,7 +63,10 @@ export function graphqlRoutes(deps: AppDeps, options: GraphQLOptions = {}): Hono
       ...(databaseUrl ? { listen: () => connectClient(databaseUrl) } : {}),
       onError: (err) => logger.warn({ err }, 'ledger feed: read or LISTEN failed; retrying'),
     });
-  const checks: RegistryChecks = { handler: (h) => void resolveHandlerPath(deps.functionsDir, h) };
+  const checks: RegistryChecks = {
+    handler: (h) => void resolveHandlerPath(deps.functionsDir, h),
+    url: (u) => deps.httpAllowlist?.check(u),
+  };
   const introspection = deps.graphqlIntrospection !== false;
 
   const yoga = createYoga<object, GraphQLContext>({
@@ -88,6 +93,7 @@ export function graphqlRoutes(deps: AppDeps, options: GraphQLOptions = {}): Hono
       maxDepthPlugin({ n: LIMITS.maxDepth, ...limitError('QueryTooDeep') }),
       maxAliasesPlugin({ n: LIMITS.maxAliases, ...limitError('TooManyAliases') }),
       introspectionSwitch(introspection),
+      ...(options.plugins ?? []),
     ],
   });
 

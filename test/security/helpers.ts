@@ -1,0 +1,128 @@
+// A real HTTP server per test file with auth on (or as asked), over test/api/fixtures,
+// plus keys with each scope and small request helpers.
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { LambdaClient } from '@aws-sdk/client-lambda';
+import type { Hono } from 'hono';
+import { pino, type Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { createApp } from '../../apps/api/app.ts';
+import type { AuthOptions } from '../../apps/api/auth/index.ts';
+import { InvokeService } from '../../apps/api/invoke.ts';
+import { withUrlAllowlist, type UrlAllowlist } from '../../apps/runtimes/allowlist.ts';
+import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
+import { createApiKey, type CreatedApiKey } from '../../db/keys.ts';
+import type { Db } from '../../db/schema.ts';
+import { FIXTURES } from '../api/helpers.ts';
+
+export interface SecureApi {
+  url: string;
+  app: Hono;
+  registry: Registry;
+  runtimes: Runtimes;
+  close(): Promise<void>;
+}
+
+export async function startSecureApi(
+  db: Db,
+  options: { auth?: AuthOptions; allowlist?: UrlAllowlist; logger?: Logger } = {},
+): Promise<SecureApi> {
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const inner = createRuntimes({ functionsDir: FIXTURES, logger, poolSize: 1 });
+  const runtimes = options.allowlist ? withUrlAllowlist(inner, options.allowlist) : inner;
+  const invoke = new InvokeService({ db, runtimes, instanceId: 'security-test', logger });
+  const registry = new Registry();
+  const app = createApp({
+    db,
+    invoke,
+    logger,
+    registry,
+    functionsDir: FIXTURES,
+    auth: options.auth ?? { enabled: true, cacheTtlMs: 0 },
+    ...(options.allowlist ? { httpAllowlist: options.allowlist } : {}),
+  });
+  let server!: ReturnType<typeof serve>;
+  const port = await new Promise<number>((resolve) => {
+    server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info: AddressInfo) => resolve(info.port));
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    app,
+    registry,
+    runtimes,
+    async close() {
+      const s = server as unknown as import('node:http').Server;
+      s.closeAllConnections?.();
+      await new Promise<void>((resolve) => s.close(() => resolve()));
+      await runtimes.close();
+    },
+  };
+}
+
+export interface Keys {
+  invoke: CreatedApiKey;
+  admin: CreatedApiKey;
+  audit: CreatedApiKey;
+  all: CreatedApiKey;
+  revoked: CreatedApiKey;
+}
+
+export async function createKeys(db: Db, secretKey?: string): Promise<Keys> {
+  const opts = secretKey ? { secretKey } : {};
+  return {
+    invoke: await createApiKey(db, { name: 'invoke-only', scopes: ['invoke'] }, opts),
+    admin: await createApiKey(db, { name: 'admin-only', scopes: ['admin'] }, opts),
+    audit: await createApiKey(db, { name: 'audit-only', scopes: ['audit'] }, opts),
+    all: await createApiKey(db, { name: 'all', scopes: ['invoke', 'admin', 'audit'] }, opts),
+    revoked: await createApiKey(db, { name: 'revoked', scopes: ['invoke', 'admin', 'audit'] }, opts),
+  };
+}
+
+export const bearer = (key: CreatedApiKey | string): Record<string, string> => ({
+  authorization: `Bearer ${typeof key === 'string' ? key : key.token}`,
+});
+
+export function sdkClient(url: string, credentials: { accessKeyId: string; secretAccessKey: string }): LambdaClient {
+  return new LambdaClient({ endpoint: url, region: 'us-east-1', credentials, maxAttempts: 1 });
+}
+
+/** POST a GraphQL operation; the status and parsed body. */
+export async function gql(
+  url: string,
+  query: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: { data?: Record<string, unknown> | null; errors?: { message: string; extensions?: { code?: string } }[] } }> {
+  const res = await fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...headers },
+    body: JSON.stringify({ query }),
+  });
+  return { status: res.status, body: (await res.json()) as never };
+}
+
+/** The first SSE `data:` payload of a GraphQL subscription, then the stream is closed. */
+export async function firstSubscriptionMessage(url: string, query: string, headers: Record<string, string> = {}): Promise<{ status: number; message: unknown }> {
+  const controller = new AbortController();
+  const res = await fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...headers },
+    body: JSON.stringify({ query }),
+    signal: controller.signal,
+  });
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+      const line = text.split('\n').find((l) => l.startsWith('data:') && l.length > 6);
+      if (line) return { status: res.status, message: JSON.parse(line.slice(5)) };
+    }
+    return { status: res.status, message: null };
+  } finally {
+    controller.abort();
+    await reader.cancel().catch(() => {});
+  }
+}
