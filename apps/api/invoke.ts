@@ -45,11 +45,15 @@ export interface InvokeServiceOptions {
   logger: Logger;
   /** group commit; off only to measure what it buys */
   coalesce?: boolean;
+  /** how long a looked-up function version is reused (default 1000 ms; 0 = every request asks) */
+  functionCacheMs?: number;
 }
 
 export class InvokeService {
   private readonly accepts: Batcher<AcceptRequest, Accepted>;
   private readonly completions: Batcher<FinishedAttempt, AppendResult>;
+  /** "name" or "name\0version" → the lookup and when it started (single flight, short TTL) */
+  private readonly functions = new Map<string, { at: number; fn: Promise<FunctionVersion> }>();
 
   constructor(private readonly o: InvokeServiceOptions) {
     const single = o.coalesce === false ? { maxBatch: 1, maxConcurrentFlushes: 64 } : {};
@@ -66,9 +70,33 @@ export class InvokeService {
     return this.o.db;
   }
 
-  /** A function by name and optional version; FunctionNotFound otherwise. */
+  /**
+   * A function by name and optional version; FunctionNotFound otherwise. Every invoke
+   * starts here, so a found version is reused for functionCacheMs (1 s): concurrent
+   * requests share one query. A change made in another process shows within that time;
+   * one made through this process should call forgetFunction.
+   */
   resolveFunction(name: string, version?: number): Promise<FunctionVersion> {
-    return requireFunction(this.o.db, name, version);
+    const ttl = this.o.functionCacheMs ?? 1_000;
+    if (ttl <= 0) return requireFunction(this.o.db, name, version);
+    const key = version === undefined ? name : `${name}\u0000${version}`;
+    const now = Date.now();
+    const hit = this.functions.get(key);
+    if (hit && now - hit.at < ttl) return hit.fn;
+    const fn = requireFunction(this.o.db, name, version);
+    const entry = { at: now, fn };
+    this.functions.set(key, entry);
+    // misses and failures are not kept: a function created a moment later must be found
+    fn.catch(() => {
+      if (this.functions.get(key) === entry) this.functions.delete(key);
+    });
+    if (this.functions.size > 10_000) this.functions.clear();
+    return fn;
+  }
+
+  /** Drops cached versions of a function (call after updating or deleting it). */
+  forgetFunction(name: string): void {
+    for (const key of this.functions.keys()) if (key === name || key.startsWith(`${name}\u0000`)) this.functions.delete(key);
   }
 
   /** Async: resolves once `accepted` is committed. */
@@ -96,11 +124,14 @@ export class InvokeService {
     if (accepted.duplicate || !accepted.state) return this.awaitOutcome(accepted.invocationId);
 
     const state = accepted.state;
-    const outcome = await this.o.runtimes.run(
-      fn,
-      { invocationId: state.id, attempt: state.attempts, payload, clientContext: options.clientContext },
-      options.signal,
-    );
+    // run() reports function problems as outcomes; a rejection is a bug of ours, but the
+    // invocation is already started and must still end
+    const outcome: Outcome & { log: string } = await this.o.runtimes
+      .run(fn, { invocationId: state.id, attempt: state.attempts, payload, clientContext: options.clientContext }, options.signal)
+      .catch((e: unknown) => {
+        this.o.logger.error({ err: e, invocationId: state.id }, 'runtime failed to run a sync attempt');
+        return { ok: false as const, error: { errorType: 'Runtime.Unknown', errorMessage: 'The runtime failed to run the handler', trace: [] }, durationMs: 0, log: '' };
+      });
     await this.recordSync(state, fn, outcome);
     return {
       invocationId: state.id,

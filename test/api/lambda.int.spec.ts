@@ -219,7 +219,7 @@ describe('bad input: the SDK error class, and nothing written', () => {
 
   it('a bad invocation or log type → 400 InvalidParameterValueException with the wire shape', async () => {
     const before = await countEvents(t.db);
-    for (const headers of [{ 'x-amz-invocation-type': 'Sometimes' }, { 'x-amz-log-type': 'Everything' }]) {
+    for (const headers of [{ 'x-amz-invocation-type': 'Sometimes' }, { 'x-amz-log-type': 'Everything' }] as Record<string, string>[]) {
       const res = await fetch(`${api.url}/2015-03-31/functions/echo/invocations`, { method: 'POST', headers, body: '{}' });
       expect(res.status).toBe(400);
       expect(res.headers.get('x-amzn-errortype')).toBe('InvalidParameterValueException');
