@@ -4,10 +4,14 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { Registry } from 'prom-client';
+import { expect } from 'vitest';
 import { createFunction, type FunctionConfigInput, type FunctionVersion } from '../../db/functions.ts';
+import { verifyLedger } from '../../db/replay.ts';
 import type { Db } from '../../db/schema.ts';
 import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
 import { createEventSourcePoller, type EventSourcePoller, type EventSourcePollerOptions } from '../../apps/worker/event-sources/index.ts';
+import type { TestDatabase } from '../helpers/database.ts';
+import { adminQuery } from '../helpers/pg-admin.ts';
 import { silent } from '../worker/helpers.ts';
 
 export { silent, waitFor } from '../worker/helpers.ts';
@@ -44,6 +48,8 @@ export interface PollInvocation {
   status: string;
   messageIds: string[];
   receiveCounts: number[];
+  /** SentTimestamp of each record, epoch ms */
+  sentTimestamps: number[];
   result: unknown;
   errorType: string | null;
   workerId: string;
@@ -57,7 +63,7 @@ export async function pollInvocations(db: Db, functionName: string): Promise<Pol
     status: string;
     error_type: string | null;
     accepted_at: Date;
-    payload: { Records: { messageId: string; attributes: { ApproximateReceiveCount: string } }[] };
+    payload: { Records: { messageId: string; attributes: { ApproximateReceiveCount: string; SentTimestamp: string } }[] };
     worker_id: string;
     result: unknown;
   }>`
@@ -74,6 +80,7 @@ export async function pollInvocations(db: Db, functionName: string): Promise<Pol
     status: r.status,
     messageIds: r.payload.Records.map((x) => x.messageId),
     receiveCounts: r.payload.Records.map((x) => Number(x.attributes.ApproximateReceiveCount)),
+    sentTimestamps: r.payload.Records.map((x) => Number(x.attributes.SentTimestamp)),
     result: r.result,
     errorType: r.error_type,
     workerId: r.worker_id,
@@ -88,3 +95,18 @@ export async function remainingMessages(db: Db, queueName: string): Promise<numb
 }
 
 export const terminal = (s: string) => s === 'succeeded' || s === 'failed';
+
+/**
+ * Verifies the file's ledger (every poll invocation lifecycle-valid, projection = replay),
+ * closes and drops its database. Called from a top-level afterAll: an afterAll that
+ * createTestDatabase registers from inside beforeAll does not run under vitest 4.
+ */
+export async function verifyAndDrop(t: TestDatabase): Promise<void> {
+  try {
+    const problems = await verifyLedger(t.db);
+    expect(problems).toEqual([]);
+  } finally {
+    await t.close();
+    await adminQuery(t.adminUrl, `drop database if exists "${t.name}" with (force)`);
+  }
+}
