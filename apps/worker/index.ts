@@ -22,6 +22,7 @@ import {
 import { extendLeases, reapExpiredLeases } from './leases.ts';
 import { workerMetrics, type WorkerMetrics } from './metrics.ts';
 import { listenForEvents, type Listener } from './notify.ts';
+import { createEventSourcePoller, type EventSourcePoller } from './event-sources/index.ts';
 
 export { claimDueInvocations, type ClaimedAttempt } from './claim.ts';
 export { extendLeases, reapExpiredLeases, WORKER_LOST } from './leases.ts';
@@ -75,6 +76,8 @@ export function createWorker(options: WorkerOptions): Worker {
 class Engine implements Worker {
   private readonly versions: FunctionVersionCache;
   private readonly flusher: CompletionFlusher;
+  /** queue messages delivered in batches by event source mappings (poll invocations) */
+  private readonly eventSources: EventSourcePoller;
   private readonly metrics: WorkerMetrics;
   private readonly graceMs: number;
   private readonly delivery: DeliveryPolicy;
@@ -101,6 +104,16 @@ class Engine implements Worker {
     this.graceMs = o.leaseGraceMs ?? 30_000;
     this.delivery = { ...DEFAULT_DELIVERY_POLICY, ...o.delivery };
     this.metrics = workerMetrics(o.registry, o.db);
+    this.eventSources = createEventSourcePoller({
+      db: o.db,
+      runtimes: o.runtimes,
+      logger: o.logger,
+      registry: o.registry,
+      workerId: o.workerId,
+      ...(o.listen !== false ? { databaseUrl: o.databaseUrl } : {}),
+      pollIntervalMs: o.pollIntervalMs,
+      leaseGraceMs: this.graceMs,
+    });
     this.flusher = new CompletionFlusher({ db: o.db, logger: o.logger, onTerminal: this.onTerminal });
   }
 
@@ -120,6 +133,7 @@ class Engine implements Worker {
     every(reapMs, () => this.background(this.reap()));
     every(this.o.deliveryIntervalMs ?? 1_000, () => this.deliver());
     if (this.o.listen !== false) this.listener = listenForEvents(this.o.databaseUrl, () => this.wake(), { logger: this.o.logger });
+    await this.eventSources.start();
     this.o.logger.info({ workerId: this.o.workerId, concurrency: this.o.concurrency }, 'worker started');
     this.wake();
   }
@@ -131,6 +145,8 @@ class Engine implements Worker {
     this.timers = [];
     if (this.wakeTimer) clearTimeout(this.wakeTimer.timer);
     await this.listener?.close();
+    // batches in flight finish and settle their messages, alongside the attempts below
+    const eventSourcesStopped = this.eventSources.stop();
     // a claim in flight starts its attempts; they are waited for like the others
     await Promise.allSettled([...this.claiming]);
     // running attempts end by their deadline at the latest (the runtimes enforce it);
@@ -142,6 +158,7 @@ class Engine implements Worker {
     } finally {
       clearInterval(beat);
     }
+    await eventSourcesStopped;
     await Promise.allSettled([...this.backgroundTasks]);
     this.o.logger.info({ workerId: this.o.workerId }, 'worker stopped');
   }

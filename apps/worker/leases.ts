@@ -43,7 +43,7 @@ export async function reapExpiredLeases(
       with expired as materialized (
         select q.invocation_id from ledger.queue q
         join ledger.invocations i on i.id = q.invocation_id
-        where q.locked_by is not null and q.lease_expires_at < now() and q.invocation_type in ('async', 'sync')
+        where q.locked_by is not null and q.lease_expires_at < now() and q.invocation_type in ('async', 'sync', 'poll')
         order by q.lease_expires_at
         limit ${o.limit ?? 100}
         for update of q, i skip locked
