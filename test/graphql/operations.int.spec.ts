@@ -241,3 +241,31 @@ describe('errors', () => {
     expect(JSON.stringify(r)).not.toMatch(/secret|postgres:/);
   });
 });
+
+describe('GraphiQL page', () => {
+  it('GET with Accept: text/html serves GraphiQL whose every asset comes from this server', async () => {
+    const res = await h.app.request('/graphql', { headers: { accept: 'text/html' } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/text\/html/);
+    const html = await res.text();
+    expect(html).not.toMatch(/unpkg|cdn|https?:\/\//i);
+    expect(html).toContain('invoke(functionName: \\"echo\\"');
+    const assets = [...html.matchAll(/\/graphql\/graphiql\/[\d.]+\/[\w.-]+/g)].map((m) => m[0]);
+    expect(assets.length).toBe(5);
+    for (const path of assets) {
+      const gz = await h.app.request(path, { headers: { 'accept-encoding': 'gzip, br' } });
+      expect(gz.status, path).toBe(200);
+      expect(gz.headers.get('content-encoding')).toBe('gzip');
+      const plain = await h.app.request(path);
+      expect(plain.headers.get('content-encoding')).toBeNull();
+      expect((await plain.arrayBuffer()).byteLength).toBeGreaterThan(10_000);
+    }
+    expect((await h.app.request('/graphql/graphiql/4.5.0/nope.js')).status).toBe(404);
+  });
+
+  it('GET without text/html still answers queries', async () => {
+    const res = await h.app.request(`/graphql?query=${encodeURIComponent('{ functions { name } }')}`);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { data: { functions: unknown[] } }).data.functions.length).toBeGreaterThan(0);
+  });
+});

@@ -53,7 +53,10 @@ const scriptJson = (v: unknown) => JSON.stringify(v).replace(/</g, '\\u003c').re
 /** The page; same shape as yoga's, with every URL on this server. */
 export function renderOfflineGraphiQL(endpoint: string) {
   const base = `${endpoint}/graphiql/${GRAPHIQL_VERSION}`;
-  return (opts: GraphiQLOptions): string => `<!doctype html>
+  // yoga's GraphiQL opens its first tab with `query` (a ?query= in the URL wins); defaultQuery alone is not shown
+  return (options: GraphiQLOptions): string => {
+    const opts = { ...options, query: options.defaultQuery };
+    return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -85,6 +88,7 @@ prepareWorkers().finally(() => YogaGraphiQL.renderYogaGraphiQL(root, ${scriptJso
 </script>
 </body>
 </html>`;
+  };
 }
 
 export const DEFAULT_QUERY = `# Invoke Ledger: run the echo function and read its timeline from the ledger.
