@@ -33,7 +33,7 @@ describe.skipIf(!haveChromium)('GraphiQL in Chromium', () => {
   });
   afterAll(async () => {
     await browser?.close();
-    server?.closeAllConnections?.();
+    (server as unknown as { closeAllConnections?: () => void } | undefined)?.closeAllConnections?.();
     await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
     await h?.close();
   });

@@ -43,7 +43,7 @@ function subscribe(query: string) {
   const controller = new AbortController();
   const received: EventMsg[] = [];
   const errors: unknown[] = [];
-  let waiter: (() => void) | null = null;
+  let waiter = null as (() => void) | null;
   const opened = fetch(`${base}/graphql`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
@@ -53,12 +53,13 @@ function subscribe(query: string) {
   const done = (async () => {
     const res = await opened;
     expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
-    const reader = (res.body as ReadableStream<Uint8Array>).pipeThrough(new TextDecoderStream()).getReader();
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
     let buffer = '';
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
-      buffer += value;
+      buffer += decoder.decode(value, { stream: true });
       let cut: number;
       while ((cut = buffer.indexOf('\n\n')) !== -1) {
         const block = buffer.slice(0, cut);
