@@ -70,6 +70,8 @@ async function start(config: Config, logger: Logger): Promise<void> {
           logger,
           registry,
           functionsDir: config.functionsDir,
+          databaseUrl: database.url,
+          graphqlIntrospection: config.GRAPHQL_INTROSPECTION === 'on',
           auth: { enabled: auth.enabled, secretKey: config.LEDGER_SECRET_KEY ?? null },
           httpAllowlist: allowlist,
         });
