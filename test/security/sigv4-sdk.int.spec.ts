@@ -1,5 +1,9 @@
 // SigV4 from the unmodified AWS SDK: a created key pair is accepted, anything else is
 // refused with the error the SDK raises for AWS's own refusals.
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { InvokeCommand, LambdaServiceException } from '@aws-sdk/client-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey, revokeApiKey, type CreatedApiKey } from '../../db/keys.ts';
@@ -124,6 +128,46 @@ describe('AWS SDK InvokeCommand with an API key pair', () => {
       expect(e.message).toMatch(/^Signature expired/);
     } finally {
       await late.close();
+    }
+  });
+});
+
+const awsCli = (() => {
+  try {
+    execFileSync('aws', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe.skipIf(!awsCli)('the AWS CLI (botocore signer), when installed', () => {
+  const cli = (args: string[], secret: string) =>
+    new Promise<{ code: number; stderr: string }>((resolve) => {
+      const env = { ...process.env, AWS_ACCESS_KEY_ID: invokeKey.accessKeyId, AWS_SECRET_ACCESS_KEY: secret, AWS_DEFAULT_REGION: 'us-east-1' };
+      delete env.AWS_PROFILE;
+      delete env.AWS_SESSION_TOKEN;
+      execFile('aws', ['lambda', 'invoke', '--endpoint-url', api.url, ...args], { env }, (err, _stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
+      );
+    });
+
+  it('invokes with the key pair and is refused with a wrong secret', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ledger-cli-'));
+    try {
+      const out = path.join(dir, 'out.json');
+      const payload = path.join(dir, 'payload.json');
+      writeFileSync(payload, '{"cli":1}');
+      // fileb:// sends the bytes as they are with CLI v1 and v2 alike
+      const ok = await cli(['--function-name', 'echo:1', '--payload', `fileb://${payload}`, out], invokeKey.secretAccessKey);
+      expect(ok.stderr).toBe('');
+      expect(ok.code).toBe(0);
+      expect(JSON.parse(readFileSync(out, 'utf8'))).toEqual({ cli: 1 });
+      const bad = await cli(['--function-name', 'echo', out], 'wrong-secret');
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(/InvalidSignatureException/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
