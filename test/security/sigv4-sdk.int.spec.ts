@@ -144,7 +144,7 @@ const awsCli = (() => {
 describe.skipIf(!awsCli)('the AWS CLI (botocore signer), when installed', () => {
   const cli = (args: string[], secret: string) =>
     new Promise<{ code: number; stderr: string }>((resolve) => {
-      const env = { ...process.env, AWS_ACCESS_KEY_ID: invokeKey.accessKeyId, AWS_SECRET_ACCESS_KEY: secret, AWS_DEFAULT_REGION: 'us-east-1' };
+      const env: NodeJS.ProcessEnv = { ...process.env, AWS_ACCESS_KEY_ID: invokeKey.accessKeyId, AWS_SECRET_ACCESS_KEY: secret, AWS_DEFAULT_REGION: 'us-east-1' };
       delete env.AWS_PROFILE;
       delete env.AWS_SESSION_TOKEN;
       execFile('aws', ['lambda', 'invoke', '--endpoint-url', api.url, ...args], { env }, (err, _stdout, stderr) =>
