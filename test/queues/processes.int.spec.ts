@@ -1,0 +1,106 @@
+// At-least-once across a killed worker process: worker A (`invoke-ledger start --role
+// worker`) receives a batch and is SIGKILLed mid-invocation; after the visibility
+// timeout worker B receives the same messages and processes them; B's lease reaper
+// ends A's poll invocation as failed (WorkerLost).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getInvocation } from '../../db/invocations.ts';
+import { createEventSourceMapping, createQueue, sendMessages } from '../../db/queues.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { freePort } from '../helpers/pg-admin.ts';
+import { FIXTURES, pollInvocations, remainingMessages, verifyAndDrop, waitFor } from './helpers.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+let t: TestDatabase;
+let dir: string;
+const children = new Set<ChildProcess>();
+
+async function spawnWorker(): Promise<{ child: ChildProcess; output: () => string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/cli/main.ts', 'start', '--role', 'worker'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      DATABASE_URL: t.ownerUrl,
+      FUNCTIONS_DIR: FIXTURES,
+      PORT: String(await freePort()),
+      LOG_LEVEL: 'info',
+      LEDGER_AUTH: 'off',
+      WORKER_LEASE_GRACE_MS: '1000',
+      POLL_INTERVAL_MS: '200',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  let out = '';
+  child.stdout?.on('data', (d) => (out += d));
+  child.stderr?.on('data', (d) => (out += d));
+  await waitFor('worker process ready', async () => out.includes('worker started') || child.exitCode !== null, 60_000);
+  if (child.exitCode !== null) throw new Error(`worker process exited ${child.exitCode}:\n${out}`);
+  return { child, output: () => out };
+}
+
+/** Ends a child by its pid: SIGTERM (graceful), SIGKILL if it lingers. */
+function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => process.kill(child.pid as number, 'SIGKILL'), 15_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    process.kill(child.pid as number, signal);
+  });
+}
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  dir = await mkdtemp(path.join(tmpdir(), 'queue-procs-'));
+});
+
+afterAll(async () => {
+  await Promise.all([...children].map((c) => stopProcess(c)));
+  await rm(dir, { recursive: true, force: true });
+  if (t) await verifyAndDrop(t);
+});
+
+describe('worker processes', () => {
+  it('messages of a batch whose worker was SIGKILLed are delivered again to another worker', { timeout: 120_000 }, async () => {
+    const a = await spawnWorker(); // registers the fixtures as functions
+    const marker = path.join(dir, 'batch-1-running');
+    await createQueue(t.db, { name: 'orders', visibilityTimeoutSeconds: 2, maxReceiveCount: 5 });
+    const ids = await sendMessages(t.db, 'orders', [1, 2, 3, 4, 5].map((n) => ({ body: { n, marker } })));
+    await createEventSourceMapping(t.db, { queueName: 'orders', functionName: 'slow-first', batchSize: 10 });
+
+    await waitFor('the batch running in worker A', async () => existsSync(marker) && readFileSync(marker, 'utf8').split('\n').length === 5, 30_000);
+    await stopProcess(a.child, 'SIGKILL');
+    expect(a.child.signalCode).toBe('SIGKILL');
+
+    const b = await spawnWorker();
+    await waitFor('the queue drained by worker B', async () => (await remainingMessages(t.db, 'orders')) === 0, 30_000);
+    // worker B's reaper ends A's poll invocation once its lease (timeout 8 s + grace 1 s) expires
+    const [lost, redelivered] = await waitFor(
+      'both poll invocations ended',
+      async () => {
+        const list = await pollInvocations(t.db, 'slow-first');
+        return list.length === 2 && list.every((i) => i.status !== 'running') ? list : null;
+      },
+      30_000,
+    );
+    expect(lost).toMatchObject({ status: 'failed', errorType: 'WorkerLost', messageIds: ids, receiveCounts: [1, 1, 1, 1, 1] });
+    expect(lost?.workerId).toContain(`:${a.child.pid}:`);
+    expect(redelivered).toMatchObject({ status: 'succeeded', messageIds: ids, receiveCounts: [2, 2, 2, 2, 2], result: { processed: ids } });
+    expect(redelivered?.workerId).toContain(`:${b.child.pid}:`);
+    const view = await getInvocation(t.db, lost?.id as string);
+    expect(view?.events.map((e) => e.type)).toEqual(['accepted', 'started', 'failed']);
+    expect(view?.error?.errorMessage).toContain(lost?.workerId);
+
+    await stopProcess(b.child);
+  });
+});
