@@ -7,7 +7,7 @@ import { openDatabase, type DatabaseHandle } from '../../../db/connection.ts';
 import { createFunction, type FunctionVersion } from '../../../db/functions.ts';
 import { acceptInvocations } from '../../../db/invocations.ts';
 import { migrate } from '../../../db/migrate.ts';
-import { createScratchDatabase, type ScratchDatabase } from './pg.ts';
+import { createScratchDatabase, withClient, type ScratchDatabase } from './pg.ts';
 import { REPO_ROOT } from './proc.ts';
 
 export class Unavailable extends Error {}
@@ -27,6 +27,20 @@ export interface LedgerDatabase extends ScratchDatabase {
 export async function createLedgerDatabase(label: string): Promise<LedgerDatabase> {
   const scratch = await createScratchDatabase(label);
   await migrate(scratch.url);
+  const explainMs = process.env.BENCH_AUTO_EXPLAIN;
+  if (explainMs) {
+    // BENCH_AUTO_EXPLAIN=<ms>: the server logs the plan (ANALYZE, BUFFERS) of every statement
+    // of this database slower than that, the app's own statements included
+    await withClient(scratch.url, async (c) => {
+      for (const [k, v] of [
+        ['session_preload_libraries', 'auto_explain'],
+        ['auto_explain.log_min_duration', `${Number(explainMs)}ms`],
+        ['auto_explain.log_analyze', 'on'],
+        ['auto_explain.log_buffers', 'on'],
+        ['auto_explain.log_nested_statements', 'on'],
+      ]) await c.query(`alter database "${scratch.name}" set ${k} = '${v}'`);
+    });
+  }
   // as the app role, like the product
   const handle = openDatabase(scratch.url, { max: 8 });
   const base = { runtime: 'MODULE', handler: 'noop.mjs', maxRetries: 0 };
@@ -82,9 +96,15 @@ export async function readDrain(db: LedgerDatabase, sincePosition = '0'): Promis
   };
 }
 
-export async function queueDepth(db: LedgerDatabase): Promise<number> {
-  const { rows } = await sql<{ n: number }>`select count(*)::int as n from ledger.queue`.execute(db.handle.db);
-  return rows[0]?.n ?? 0;
+export async function queueNotEmpty(db: LedgerDatabase): Promise<boolean> {
+  const { rows } = await sql<{ any: boolean }>`select exists (select 1 from ledger.queue) as any`.execute(db.handle.db);
+  return rows[0]?.any ?? false;
+}
+
+export async function anyStartedSince(db: LedgerDatabase, sincePosition: string): Promise<boolean> {
+  const { rows } = await sql<{ any: boolean }>`
+    select exists (select 1 from ledger.events where position > ${sincePosition}::bigint and type = 'started') as any`.execute(db.handle.db);
+  return rows[0]?.any ?? false;
 }
 
 export async function lastPosition(db: LedgerDatabase): Promise<string> {

@@ -19,8 +19,12 @@ export interface Child {
   stop(graceMs?: number): Promise<void>;
 }
 
-export function spawnNode(args: string[], env: Record<string, string>, opts: { onLine?: (line: string) => void } = {}): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', ...args], {
+export function spawnNode(
+  args: string[],
+  env: Record<string, string>,
+  opts: { onLine?: (line: string) => void; nodeArgs?: string[] } = {},
+): Child {
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -82,6 +86,9 @@ export async function startLedger(role: 'api' | 'worker' | 'all', databaseUrl: s
     LOG_LEVEL: 'warn',
     LEDGER_AUTH: 'off',
     ...env,
+  }, {
+    // BENCH_CPU_PROF=<dir>: every product process writes a V8 CPU profile there when it exits
+    nodeArgs: process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : [],
   });
   const baseUrl = `http://127.0.0.1:${port}`;
   try {

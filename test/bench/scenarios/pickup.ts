@@ -4,7 +4,7 @@
 import { sql } from 'kysely';
 import { openDatabase } from '../../../db/connection.ts';
 import { acceptInvocations } from '../../../db/invocations.ts';
-import { Unavailable, createLedgerDatabase, queueDepth, workerAvailable } from '../lib/ledger.ts';
+import { Unavailable, createLedgerDatabase, queueNotEmpty, workerAvailable } from '../lib/ledger.ts';
 import { startLedger } from '../lib/proc.ts';
 import { log, percentile, type BenchScale, type Measurement } from '../lib/types.ts';
 import { INLINE_WORKER } from './drain.ts';
@@ -37,7 +37,7 @@ export async function pickupScenario(scale: BenchScale): Promise<Measurement[]> 
         await new Promise((r) => setTimeout(r, GAP_MS));
       }
       const deadline = Date.now() + 30_000;
-      while ((await queueDepth(db)) > 0) {
+      while (await queueNotEmpty(db)) {
         if (Date.now() > deadline) throw new Unavailable('worker did not pick the invocations up within 30 s');
         await new Promise((r) => setTimeout(r, 100));
       }
