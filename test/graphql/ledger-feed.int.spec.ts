@@ -16,7 +16,7 @@ afterAll(async () => {
   await h?.close();
 });
 
-async function take(it: AsyncIterator<FeedEvent>, n: number, ms = 15_000): Promise<FeedEvent[]> {
+async function take(it: AsyncIterator<FeedEvent>, n: number, ms = 90_000): Promise<FeedEvent[]> {
   const out: FeedEvent[] = [];
   const deadline = Date.now() + ms;
   while (out.length < n) {
@@ -32,7 +32,7 @@ async function take(it: AsyncIterator<FeedEvent>, n: number, ms = 15_000): Promi
 }
 
 describe('LedgerFeed', () => {
-  it('holds back a committed transaction until an older open one ends, then delivers both in tx order, once', async () => {
+  it('holds back a committed transaction until an older open one ends, then delivers both in tx order, once', { timeout: 240_000 }, async () => {
     const feed = new LedgerFeed({ db: h.t.db, listen: () => connectClient(h.t.ownerUrl), pollIntervalMs: 200 });
     const sub = feed.subscribe({ functionName: 'echo' });
     const firstEvent = sub.next();
@@ -73,7 +73,7 @@ describe('LedgerFeed', () => {
     await feed.close();
   });
 
-  it('polls without LISTEN, and an invocationId subscriber gets the history first', async () => {
+  it('polls without LISTEN, and an invocationId subscriber gets the history first', { timeout: 240_000 }, async () => {
     const feed = new LedgerFeed({ db: h.t.db, pollIntervalMs: 50 });
     const echo = await requireFunction(h.t.db, 'echo');
     const [acc] = await acceptInvocations(h.t.db, [{ fn: echo, invocationType: 'async', payload: 1, idempotencyKey: null }]);
