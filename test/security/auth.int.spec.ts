@@ -137,7 +137,8 @@ describe('open routes', () => {
 
 describe('route coverage', () => {
   it('every route the app serves has an explicit rule, and every rule here is tested', () => {
-    const served = api.app.routes.filter((r) => r.method !== 'ALL' || r.path !== '/*');
+    // middlewares are listed as ALL <prefix>/*; they answer nothing themselves
+    const served = api.app.routes.filter((r) => !(r.method === 'ALL' && r.path.endsWith('*')));
     const undecided = served.filter((r) => {
       const concrete = r.path.replace(/:[A-Za-z]+/g, 'x');
       return !ROUTE_RULES.some((rule) => rule.pattern.test(concrete) && (rule.method === '*' || rule.method === r.method || r.method === 'ALL'));
