@@ -11,6 +11,13 @@ export const AUDITOR_ROLE = 'ledger_auditor';
 /** Lower-case names need no quoting in psql or in connection strings. */
 export const AUDITOR_LOGIN_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
+/** Session defaults of every auditor login (ALTER ROLE … SET); change them per login as needed. */
+export const AUDITOR_SESSION_SETTINGS: readonly [string, string][] = [
+  ['default_transaction_read_only', 'on'],
+  ['statement_timeout', '5min'],
+  ['idle_in_transaction_session_timeout', '10min'],
+];
+
 export interface AuditorLogin {
   name: string;
   /** false when the role existed already (as an auditor) and only its password was set */
@@ -59,6 +66,11 @@ export async function createAuditorLogin(db: Executor, name: string, password: s
     const statement = (await ddl.execute(tx)).rows[0]?.ddl as string;
     try {
       await sql.raw(statement).execute(tx);
+      // an audit session reads, and a runaway query must not hold the ledger's server hostage
+      for (const [setting, value] of AUDITOR_SESSION_SETTINGS) {
+        const set = await sql<{ ddl: string }>`select format('alter role %I set %I = %L', ${name}::text, ${setting}::text, ${value}::text) as ddl`.execute(tx);
+        await sql.raw(set.rows[0]?.ddl as string).execute(tx);
+      }
     } catch (e) {
       // another process created the same login between our check and our CREATE
       if ((e as { code?: string }).code === '42710') throw new LedgerError('InvalidParameter', `role ${name} was just created by someone else; run the command again`);

@@ -124,10 +124,13 @@ group by 1, 2;
 create index events_failed_at on ledger.events (occurred_at) where type = 'failed';
 create index events_failed_error_type on ledger.events ((data -> 'error' ->> 'errorType'), occurred_at) where type = 'failed';
 create index events_dead_lettered_at on ledger.events (occurred_at) where type = 'dead_lettered';
+create index events_redriven_at on ledger.events (occurred_at) where type = 'redriven';
 create index events_occurred_brin on ledger.events using brin (occurred_at);
 create index events_hour_brin on ledger.events
   using brin (date_bin('1 hour', occurred_at, timestamptz '2000-01-01 00:00:00+00'));
 create index invocations_dead_letters_error on ledger.invocations (error_type, finished_at desc) where status = 'dead_lettered';
+-- unfinished work, however old: small, since invocations leave it when they finish
+create index invocations_unfinished on ledger.invocations (accepted_at) where status in ('queued', 'retry_scheduled', 'running');
 
 -- The auditor reads `audit` and nothing else: no ledger.*, no writes, no CREATE.
 revoke all on schema audit from public;

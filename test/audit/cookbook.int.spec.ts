@@ -185,9 +185,17 @@ describe('invoke-ledger audit-role', () => {
     try {
       const { rows } = await client.query('select current_user, (select count(*)::int from audit.invocations) as n');
       expect(rows[0]).toEqual({ current_user: name, n: summary.invocations });
+      const { rows: settings } = await client.query(`select current_setting('default_transaction_read_only') as read_only,
+        current_setting('statement_timeout') as timeout`);
+      expect(settings[0]).toEqual({ read_only: 'on', timeout: '5min' });
       const err = await client.query('select 1 from ledger.events limit 1').catch((e: Error & { code?: string }) => e);
       expect((err as { code?: string }).code).toBe('42501');
+      // read-only by default; and in a read-write transaction, still no privilege
+      const readOnly = await client.query('create table audit.x (y int)').catch((e: Error & { code?: string }) => e);
+      expect((readOnly as { code?: string }).code).toBe('25006');
+      await client.query('begin read write');
       const create = await client.query('create table audit.x (y int)').catch((e: Error & { code?: string }) => e);
+      await client.query('rollback');
       expect((create as { code?: string }).code).toBe('42501');
     } finally {
       await client.end();

@@ -12,6 +12,7 @@
 // order as a live ledger has them, and a projection row per invocation.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import os, { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { migrate } from '../../db/migrate.ts';
@@ -231,6 +232,7 @@ try {
   const { rows: sample } = await client.query<{ id: string }>(
     `select id from ledger.invocations tablesample system (1) repeatable (7) order by id limit $1`, [TIMELINE_SAMPLES]);
 
+  const loadBefore = loadavg();
   await client.query('set role ledger_auditor');
   const timings: Timing[] = [];
   timings.push(
@@ -247,6 +249,8 @@ try {
 
   const server = await serverInfo();
   const table = [
+    `load average while measuring: ${loadBefore.map((l) => l.toFixed(1)).join(' ')} → ${loadavg().map((l) => l.toFixed(1)).join(' ')} (${os.cpus().length} cores)`,
+    '',
     `audit cookbook on ${filled.events.toLocaleString('en')} events / ${filled.invocations.toLocaleString('en')} invocations (${DAYS} days; events ${sizes[0]?.events}, invocations ${sizes[0]?.invocations}, indexes ${sizes[0]?.indexes}), as ledger_auditor`,
     '',
     '| query | runs | p50 ms | p95 ms | rows | indexes used |',
@@ -257,7 +261,7 @@ try {
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
   writeFileSync(
     new URL('./results/audit-timeline.json', import.meta.url),
-    `${JSON.stringify({ at: new Date().toISOString(), server, admin: adminUrl().replace(/\/\/[^@]*@/, '//'), fill: { ...filled, days: DAYS, sizes: sizes[0] }, timings }, null, 2)}\n`,
+    `${JSON.stringify({ at: new Date().toISOString(), server, admin: adminUrl().replace(/\/\/[^@]*@/, '//'), fill: { ...filled, days: DAYS, sizes: sizes[0] }, loadavg: { before: loadBefore, after: loadavg() }, timings }, null, 2)}\n`,
   );
 } finally {
   await client.end().catch(() => {});
