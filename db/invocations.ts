@@ -118,7 +118,17 @@ async function claimIdempotencyKeys(
     select k.function_name, k.key, k.invocation_id from ledger.idempotency_keys k
     join wanted w using (function_name, key)
     where not exists (select 1 from claimed c where c.function_name = k.function_name and c.key = k.key)`.execute(tx);
-  return new Map(rows.map((r) => [`${r.function_name}\u0000${r.key}`, r.invocation_id]));
+  const owners = new Map(rows.map((r) => [`${r.function_name}\u0000${r.key}`, r.invocation_id]));
+  // A key inserted by a concurrent transaction that committed while our insert waited on it
+  // is invisible to the statement above (its snapshot is older); a new statement sees it.
+  const unseen = keys.filter((k) => !owners.has(`${k.fn}\u0000${k.key}`));
+  if (unseen.length > 0) {
+    const { rows: late } = await sql<{ function_name: string; key: string; invocation_id: string }>`
+      select k.function_name, k.key, k.invocation_id from ledger.idempotency_keys k
+      join unnest(${unseen.map((k) => k.fn)}::text[], ${unseen.map((k) => k.key)}::text[]) as w(function_name, key) using (function_name, key)`.execute(tx);
+    for (const r of late) owners.set(`${r.function_name}\u0000${r.key}`, r.invocation_id);
+  }
+  return owners;
 }
 
 export interface InvocationView extends InvocationState {
