@@ -158,9 +158,17 @@ export const resolvers = {
       const { name, ...config } = withoutNulls(args.input);
       return createFunction(ctx.deps.db, name as string, config, ctx.checks);
     },
-    updateFunction: (_: unknown, args: { name: string; input: Record<string, unknown> }, ctx: GraphQLContext) =>
-      updateFunction(ctx.deps.db, args.name, args.input, ctx.checks),
-    deleteFunction: (_: unknown, args: { name: string }, ctx: GraphQLContext) => deleteFunction(ctx.deps.db, args.name),
+    // forgetFunction: this process's invokes see the change at once, not after the 1 s function cache
+    updateFunction: async (_: unknown, args: { name: string; input: Record<string, unknown> }, ctx: GraphQLContext) => {
+      const fn = await updateFunction(ctx.deps.db, args.name, args.input, ctx.checks);
+      ctx.deps.invoke.forgetFunction(args.name);
+      return fn;
+    },
+    deleteFunction: async (_: unknown, args: { name: string }, ctx: GraphQLContext) => {
+      const deleted = await deleteFunction(ctx.deps.db, args.name);
+      ctx.deps.invoke.forgetFunction(args.name);
+      return deleted;
+    },
 
     invoke: async (_: unknown, args: Args, ctx: GraphQLContext) => {
       const fn = await ctx.deps.invoke.resolveFunction(args.functionName as string);
