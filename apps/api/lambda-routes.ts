@@ -2,7 +2,7 @@
 // what `@aws-sdk/client-lambda` InvokeCommand and `aws lambda invoke --endpoint-url`
 // send and expect. Translation only: the lifecycle lives in InvokeService.
 import { randomUUID } from 'node:crypto';
-import { Hono, type Context } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import { LedgerError } from '../../db/errors.ts';
 import { attemptLogTail } from '../../db/invocations.ts';
@@ -21,6 +21,13 @@ const CLIENT_CONTEXT_LIMIT = 3583;
 
 export function lambdaRoutes(invoke: InvokeService, logger: Logger): Hono {
   const app = new Hono();
+  // every answer under the Lambda paths has a request id, even a 404 for an unknown route
+  const requestId: MiddlewareHandler = async (c, next) => {
+    await next();
+    if (!c.res.headers.has('x-amzn-RequestId')) c.res.headers.set('x-amzn-RequestId', randomUUID());
+  };
+  app.use('/2015-03-31/*', requestId);
+  app.use('/2014-11-13/*', requestId);
   app.post('/2015-03-31/functions/:FunctionName/invocations', (c) =>
     answer(c, logger, () => handleInvoke(c, invoke, invocationTypeOf(c.req.header('x-amz-invocation-type')))),
   );

@@ -243,6 +243,9 @@ describe('bad input: the SDK error class, and nothing written', () => {
     expect(missing.headers.get('x-amzn-errortype')).toBe('ResourceNotFoundException');
     expect(missing.headers.get('x-amzn-requestid')).toBeTruthy();
     expect(await missing.json()).toEqual({ Type: 'User', message: 'Function not found: ghost' });
+    const wrongMethod = await fetch(`${api.url}/2015-03-31/functions/echo/invocations`);
+    expect(wrongMethod.status).toBe(404);
+    expect(wrongMethod.headers.get('x-amzn-requestid')).toBeTruthy();
   });
 });
 

@@ -1,5 +1,6 @@
 // The native routes: POST /invoke/:name (sync; async with Prefer or ?async=true) and GET /invocations/:id.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { updateFunction } from '../../db/functions.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { countEvents, eventTypes, moduleFn, startApi, type RunningApi } from './helpers.ts';
 
@@ -144,5 +145,22 @@ describe('native errors: {"error": {code, message}} with the Lambda status table
       expect(res.status).toBe(404);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe('InvocationNotFound');
     }
+  });
+});
+
+describe('function lookups', () => {
+  it('an update made through this process is invoked at its new version at once (forgetFunction)', async () => {
+    await moduleFn(t.db, 'versioned', 'echo.ts');
+    expect((await post('/invoke/versioned', '{}')).headers.get('x-function-version')).toBe('1'); // now cached
+    await updateFunction(t.db, 'versioned', { memoryMb: 128 });
+    api.invoke.forgetFunction('versioned');
+    expect((await post('/invoke/versioned', '{}')).headers.get('x-function-version')).toBe('2');
+    expect((await post('/invoke/versioned?version=1', '{}')).headers.get('x-function-version')).toBe('1');
+  });
+
+  it('a function created after a miss is found at once (misses are not cached)', async () => {
+    expect((await post('/invoke/late', '{}')).status).toBe(404);
+    await moduleFn(t.db, 'late', 'echo.ts');
+    expect((await post('/invoke/late', '{"x":1}')).status).toBe(200);
   });
 });
