@@ -27,6 +27,13 @@ export interface LedgerDatabase extends ScratchDatabase {
 export async function createLedgerDatabase(label: string): Promise<LedgerDatabase> {
   const scratch = await createScratchDatabase(label);
   await migrate(scratch.url);
+  // BENCH_DB_SETTINGS="enable_bitmapscan=off,…": diagnosis only, database-level settings for trying a fix
+  const settings = (process.env.BENCH_DB_SETTINGS ?? '').split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]);
+  if (settings.length) {
+    await withClient(scratch.url, async (c) => {
+      for (const [k, v] of settings) await c.query(`alter database "${scratch.name}" set ${k.replace(/[^\w.]/g, '')} = '${v.replace(/'/g, "''")}'`);
+    });
+  }
   const explainMs = process.env.BENCH_AUTO_EXPLAIN;
   if (explainMs) {
     // BENCH_AUTO_EXPLAIN=<ms>: the server logs the plan (ANALYZE, BUFFERS) of every statement
