@@ -371,16 +371,16 @@ export async function settleBatch(
 }
 
 export interface Page<T> {
-  nodes: T[];
+  edges: { cursor: string; node: T }[];
   hasNextPage: boolean;
-  endCursor: string | null;
 }
 
-const encodeCursor = (at: Date, id: string) => Buffer.from(`${at.toISOString()}|${id}`, 'utf8').toString('base64url');
-function decodeCursor(cursor: string): { at: string; id: string } {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  if (!at || !id || !UUID.test(id) || Number.isNaN(Date.parse(at))) throw new LedgerError('InvalidParameter', 'invalid cursor');
-  return { at, id };
+// a dead letter's position: its dead-lettering time in microseconds (a Date would drop them) and id
+const encodeCursor = (micros: string, id: string) => Buffer.from(`${micros}|${id}`, 'utf8').toString('base64url');
+function decodeCursor(cursor: string): { micros: string; id: string } {
+  const [micros, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  if (!micros || !/^\d{1,19}$/.test(micros) || !id || !UUID.test(id)) throw new LedgerError('InvalidParameter', 'invalid cursor');
+  return { micros, id };
 }
 
 /** A queue's dead letters, newest first. */
@@ -393,19 +393,18 @@ export async function listDeadLetterMessages(
   const first = page.first ?? 50;
   if (!Number.isInteger(first) || first < 1 || first > 1000) throw new LedgerError('InvalidParameter', 'first must be 1 to 1000');
   const after = page.after ? decodeCursor(page.after) : null;
-  const { rows } = await sql<MessageRow>`
-    select id, queue_name, body, sent_at, visible_at, receive_count, first_received_at, receipt, dead_lettered_at,
-      dead_letter_reason from ledger.messages
-    where queue_name = ${queueName} and dead_lettered_at is not null
-      and (${after === null} or (dead_lettered_at, id) < (${after?.at ?? null}::timestamptz, ${after?.id ?? null}::uuid))
-    order by dead_lettered_at desc, id desc
+  const { rows } = await sql<MessageRow & { micros: string }>`
+    select * from (
+      select id, queue_name, body, sent_at, visible_at, receive_count, first_received_at, receipt, dead_lettered_at,
+        dead_letter_reason, (extract(epoch from dead_lettered_at) * 1000000)::bigint as micros
+      from ledger.messages where queue_name = ${queueName} and dead_lettered_at is not null
+    ) m
+    where ${after === null} or (m.micros, m.id) < (${after?.micros ?? null}::bigint, ${after?.id ?? null}::uuid)
+    order by m.micros desc, m.id desc
     limit ${first + 1}`.execute(db);
-  const nodes = rows.slice(0, first).map(toMessage);
-  const last = nodes[nodes.length - 1];
   return {
-    nodes,
+    edges: rows.slice(0, first).map((r) => ({ cursor: encodeCursor(r.micros, r.id), node: toMessage(r) })),
     hasNextPage: rows.length > first,
-    endCursor: last ? encodeCursor(last.deadLetteredAt as Date, last.id) : null,
   };
 }
 

@@ -11,6 +11,7 @@ import { graphqlRoutes } from './graphql/index.ts';
 import { lambdaRoutes } from './lambda-routes.ts';
 import { nativeRoutes } from './native-routes.ts';
 import { opsRoutes } from './ops.ts';
+import { queueRoutes } from './queue-routes.ts';
 
 export interface AppDeps {
   db: Db;
@@ -35,6 +36,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route('/', opsRoutes(deps.db, deps.registry));
   app.route('/', lambdaRoutes(deps.invoke, deps.logger));
   app.route('/', nativeRoutes(deps.invoke, deps.logger));
+  app.route('/', queueRoutes(deps.db, deps.logger));
   app.route('/graphql', graphqlRoutes(deps, { plugins: auth?.graphqlPlugins ?? [] }));
   return app;
 }

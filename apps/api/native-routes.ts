@@ -92,7 +92,8 @@ export function invocationJson(v: InvocationView) {
   };
 }
 
-async function answer(c: Context, logger: Logger, run: () => Promise<Response>): Promise<Response> {
+/** Runs a native route; a thrown error answers from the error table as {"error": {code, message}}. */
+export async function answer(c: Context, logger: Logger, run: () => Promise<Response>): Promise<Response> {
   try {
     return await run();
   } catch (e) {

@@ -169,7 +169,7 @@ describe('dead letters', () => {
       { status: 'failed', ids: [poison], counts: [2] },
     ]);
     const dead = await listDeadLetterMessages(t.db, 'poison');
-    expect(dead.nodes).toMatchObject([{ id: poison, receiveCount: 2, deadLetterReason: 'MaxReceiveCountExceeded', body: { throwUntil: 1000 } }]);
+    expect(dead.edges.map((e) => e.node)).toMatchObject([{ id: poison, receiveCount: 2, deadLetterReason: 'MaxReceiveCountExceeded', body: { throwUntil: 1000 } }]);
 
     // fixed: the mapping now calls a function that copes, and the dead letter is redriven
     await createFunction(t.db, 'poison-fixed', { runtime: 'MODULE', handler: 'batch.ts#acknowledge', isolation: 'inline' });

@@ -175,7 +175,7 @@ describe('receive and settle', () => {
     await waitFor('the message to be dead-lettered', async () => (await receiveBatch(t.db, await pollable(m), fn, opts)).kind === 'again');
     expect(await getMessage(t.db, id as string)).toMatchObject({ receiveCount: 1, receipt: null, deadLetterReason: 'MaxReceiveCountExceeded' });
     const dead = await listDeadLetterMessages(t.db, 'exhausted');
-    expect(dead.nodes.map((n) => n.id)).toEqual([id]);
+    expect(dead.edges.map((e) => e.node.id)).toEqual([id]);
     expect(await receiveBatch(t.db, await pollable(m), fn, opts)).toEqual({ kind: 'idle', reason: 'empty' });
     // the lost batch's late outcome touches nothing
     expect(await completeBatch(t.db, lost, ok)).toMatchObject({ deleted: 0, returned: 0, deadLettered: 0 });
@@ -189,21 +189,20 @@ describe('receive and settle', () => {
     await deleteEventSourceMapping(t.db, m.id);
   });
 
-  it('dead letters page newest first; redrive takes all or the given ids', async () => {
+  it('dead letters page newest first, also among those dead-lettered together; redrive takes all or the given ids', async () => {
     await createQueue(t.db, { name: 'dlq-pages', maxReceiveCount: 1 });
     const ids = await sendMessages(t.db, 'dlq-pages', [1, 2, 3, 4, 5].map((n) => ({ body: { n } })));
-    const m = await createEventSourceMapping(t.db, { queueName: 'dlq-pages', functionName: 'consumer', batchSize: 1 });
-    for (let i = 0; i < 5; i++) {
-      const b = batchOf(await receiveBatch(t.db, await pollable(m), fn, opts));
-      const failed: AttemptOutcome = { ok: false, error: { errorType: 'Error', errorMessage: 'no', trace: [] }, durationMs: 1, log: '' };
-      expect(await completeBatch(t.db, b, failed)).toMatchObject({ deleted: 0, returned: 0, deadLettered: 1 });
-    }
+    const m = await createEventSourceMapping(t.db, { queueName: 'dlq-pages', functionName: 'consumer', batchSize: 5 });
+    const b = batchOf(await receiveBatch(t.db, await pollable(m), fn, opts));
+    const failed: AttemptOutcome = { ok: false, error: { errorType: 'Error', errorMessage: 'no', trace: [] }, durationMs: 1, log: '' };
+    // one statement: all five share their dead-lettering time
+    expect(await completeBatch(t.db, b, failed)).toMatchObject({ deleted: 0, returned: 0, deadLettered: 5 });
     await deleteEventSourceMapping(t.db, m.id);
     const p1 = await listDeadLetterMessages(t.db, 'dlq-pages', { first: 2 });
-    const p2 = await listDeadLetterMessages(t.db, 'dlq-pages', { first: 2, after: p1.endCursor });
-    const p3 = await listDeadLetterMessages(t.db, 'dlq-pages', { first: 2, after: p2.endCursor });
+    const p2 = await listDeadLetterMessages(t.db, 'dlq-pages', { first: 2, after: p1.edges.at(-1)?.cursor ?? null });
+    const p3 = await listDeadLetterMessages(t.db, 'dlq-pages', { first: 2, after: p2.edges.at(-1)?.cursor ?? null });
     expect([p1.hasNextPage, p2.hasNextPage, p3.hasNextPage]).toEqual([true, true, false]);
-    expect(new Set([...p1.nodes, ...p2.nodes, ...p3.nodes].map((n) => n.id))).toEqual(new Set(ids));
+    expect([...p1.edges, ...p2.edges, ...p3.edges].map((e) => e.node.id).sort()).toEqual([...ids].sort());
     await rejectsWith(listDeadLetterMessages(t.db, 'dlq-pages', { after: 'garbage' }), 'InvalidParameter');
     await rejectsWith(listDeadLetterMessages(t.db, 'nope'), 'QueueNotFound');
     expect(await redriveDeadLetterMessages(t.db, 'dlq-pages', [ids[0] as string, ids[1] as string])).toBe(2);

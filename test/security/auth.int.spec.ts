@@ -62,6 +62,7 @@ const HTTP_ROUTES: HttpCase[] = [
   { name: 'native invoke', method: 'POST', path: () => '/invoke/echo', body: '{"b":2}', scope: 'invoke', style: 'native', allowed: 200 },
   { name: 'native invoke async', method: 'POST', path: () => '/invoke/doomed?async=true', body: '{}', scope: 'invoke', style: 'native', allowed: 202 },
   { name: 'invocation record', method: 'GET', path: () => `/invocations/${knownInvocation}`, scope: 'audit', style: 'native', allowed: 200 },
+  { name: 'send queue message', method: 'POST', path: () => '/queues/no-such-queue/messages', body: '{"m":1}', scope: 'invoke', style: 'native', allowed: 404 },
 ];
 
 async function call(c: HttpCase, headers: Record<string, string> = {}): Promise<Response> {

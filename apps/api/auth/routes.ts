@@ -31,6 +31,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   rule('POST', '/2014-11-13/functions/:name/invoke-async', /^\/2014-11-13\/functions\/[^/]+\/invoke-async\/?$/, 'invoke', 'lambda'),
   rule('POST', '/invoke/:name', /^\/invoke\/[^/]+\/?$/, 'invoke', 'native'),
   rule('GET', '/invocations/:id', /^\/invocations\/[^/]+\/?$/, 'audit', 'native'),
+  rule('POST', '/queues/:name/messages', /^\/queues\/[^/]+\/messages\/?$/, 'invoke', 'native'),
   rule('*', '/graphql', /^\/graphql\/?$/, 'graphql', 'native'),
   // GraphiQL's own scripts and styles: the page is public, the operations it sends are not
   rule('GET', '/graphql/graphiql/:version/:file', /^\/graphql\/graphiql\/[^/]+\/[^/]+$/, 'open', 'native'),

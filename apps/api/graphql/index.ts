@@ -16,6 +16,7 @@ import { createMaskError, guardResolvers } from './errors.ts';
 import { DEFAULT_QUERY, graphiqlAssetRoutes, renderOfflineGraphiQL } from './graphiql.ts';
 import { NoSchemaIntrospectionCustomRule } from './graphql-js.ts';
 import { EventsLoader } from './loaders.ts';
+import { queueResolvers, queueTypeDefs } from './queues.ts';
 import { resolvers, type GraphQLContext } from './resolvers.ts';
 
 export const GRAPHQL_ENDPOINT = '/graphql';
@@ -70,7 +71,10 @@ export function graphqlRoutes(deps: AppDeps, options: GraphQLOptions = {}): Hono
   const introspection = deps.graphqlIntrospection !== false;
 
   const yoga = createYoga<object, GraphQLContext>({
-    schema: createSchema<GraphQLContext>({ typeDefs, resolvers: guardResolvers(resolvers) }),
+    schema: createSchema<GraphQLContext>({
+      typeDefs: [typeDefs, queueTypeDefs],
+      resolvers: [guardResolvers(resolvers), guardResolvers(queueResolvers)],
+    }),
     graphqlEndpoint: GRAPHQL_ENDPOINT,
     landingPage: false,
     context: ({ request }) => ({ deps, checks, feed, events: new EventsLoader(deps.db), request }),
