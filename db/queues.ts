@@ -595,3 +595,11 @@ export async function pruneExpiredBatches(db: Executor): Promise<number> {
   const res = await sql`delete from ledger.message_batches where expires_at < now()`.execute(db);
   return Number(res.numAffectedRows ?? 0);
 }
+
+/** Heartbeat: batches still running stay counted against maximumConcurrency. */
+export async function extendBatches(db: Executor, invocationIds: readonly string[], graceMs: number): Promise<void> {
+  if (invocationIds.length === 0) return;
+  await sql`
+    update ledger.message_batches set expires_at = greatest(expires_at, now() + make_interval(secs => ${graceMs / 1000}))
+    where invocation_id = any(${invocationIds}::uuid[])`.execute(db);
+}

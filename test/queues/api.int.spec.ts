@@ -45,7 +45,7 @@ async function gql(query: string, variables?: Record<string, unknown>): Promise<
 
 const codes = (b: GqlBody) => (b.errors ?? []).map((e) => e.extensions?.code);
 
-function post(path: string, body: string | Uint8Array): Promise<Response> {
+function post(path: string, body: string): Promise<Response> {
   return Promise.resolve(app.request(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body }));
 }
 

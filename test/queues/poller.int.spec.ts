@@ -3,7 +3,8 @@
 // across two pollers. Every batch is a `poll` invocation the ledger verifies at the end.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtimes } from '../../apps/runtimes/index.ts';
-import { createFunction } from '../../db/functions.ts';
+import { reapExpiredLeases } from '../../apps/worker/index.ts';
+import { createFunction, FunctionVersionCache } from '../../db/functions.ts';
 import {
   createEventSourceMapping,
   createQueue,
@@ -233,6 +234,42 @@ describe('maximumConcurrency', () => {
       console.log(`[queues] maximumConcurrency 2: concurrency seen at start ${seen.join(',')}; workers ${new Set(invocations.map((i) => i.workerId)).size}`);
     } finally {
       await other.stop();
+    }
+  });
+});
+
+describe('leases', () => {
+  it('a batch waiting for its runtime keeps its lease by heartbeat: the reaper does not take it', async () => {
+    // a runtime that makes every batch wait 5 s before it runs, as a busy thread pool would
+    const slow: Runtimes = {
+      run: async (fn, req, signal) => {
+        await new Promise((r) => setTimeout(r, 5_000));
+        return runtimes.run(fn, req, signal);
+      },
+      close: async () => {},
+    };
+    const own = await startPoller(t.db, slow, { leaseGraceMs: 1_500 });
+    try {
+      await createQueue(t.db, { name: 'waiting', visibilityTimeoutSeconds: 60 });
+      await sendMessages(t.db, 'waiting', [{ body: {} }]);
+      await batchFunction(t.db, 'waiting', { timeoutMs: 200 }); // lease = 200 ms + 1.5 s grace
+      // the file's poller would take the batch too: this mapping is for `own` alone
+      await poller.stop();
+      const m = await createEventSourceMapping(t.db, { queueName: 'waiting', functionName: 'waiting' });
+      const versions = new FunctionVersionCache(t.db);
+      const reaped: string[] = [];
+      await waitFor('the batch finished', async () => {
+        for (const r of await reapExpiredLeases(t.db, { versions })) reaped.push(r.state.id);
+        const list = await pollInvocations(t.db, 'waiting');
+        return list.length === 1 && terminal(list[0]?.status as string) ? list : null;
+      });
+      expect(reaped).toEqual([]);
+      expect((await pollInvocations(t.db, 'waiting'))[0]?.status).toBe('succeeded');
+      expect(await remainingMessages(t.db, 'waiting')).toBe(0);
+      await deleteEventSourceMapping(t.db, m.id);
+    } finally {
+      await own.stop();
+      await poller.start();
     }
   });
 });

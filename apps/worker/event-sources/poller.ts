@@ -6,9 +6,10 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { isDatabaseUnavailable } from '../../../db/errors.ts';
 import { FunctionVersionCache } from '../../../db/functions.ts';
-import { listPollableMappings, MESSAGES_CHANNEL, pruneExpiredBatches, type PollableMapping } from '../../../db/queues.ts';
+import { extendBatches, listPollableMappings, MESSAGES_CHANNEL, pruneExpiredBatches, type PollableMapping } from '../../../db/queues.ts';
 import type { Db } from '../../../db/schema.ts';
 import type { Runtimes } from '../../runtimes/index.ts';
+import { extendLeases } from '../leases.ts';
 import { listenForEvents, type Listener } from '../notify.ts';
 import { completeBatch, receiveBatch, type ReceivedBatch } from './batches.ts';
 
@@ -47,6 +48,9 @@ export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourc
   const metrics = o.registry ? makeMetrics(o.registry) : null;
 
   const running = new Set<Promise<void>>();
+  /** invocation id → when its batch started, for heartbeats */
+  const startedAt = new Map<string, number>();
+  let heartbeat: NodeJS.Timeout | null = null;
   let stopping = true;
   let loop: Promise<void> | null = null;
   let wake: (() => void) | null = null;
@@ -57,11 +61,30 @@ export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourc
   const wakeUp = () => wake?.();
 
   function launch(batch: ReceivedBatch): void {
+    startedAt.set(batch.state.id, Date.now());
     const p = runBatch(batch).finally(() => {
       running.delete(p);
+      startedAt.delete(batch.state.id);
       wakeUp();
     });
     running.add(p);
+  }
+
+  /**
+   * A batch may wait for a runtime thread after it started: keep its lease (and its
+   * place under maximumConcurrency) alive like the async worker's heartbeats do.
+   * Message visibility is not extended: that is the queue's promise to other consumers.
+   */
+  async function beat(): Promise<void> {
+    const threshold = Date.now() - leaseGraceMs / 3;
+    const ids = [...startedAt].filter(([, at]) => at <= threshold).map(([id]) => id);
+    if (ids.length === 0) return;
+    try {
+      await extendLeases(o.db, o.workerId, ids, leaseGraceMs);
+      await extendBatches(o.db, ids, leaseGraceMs);
+    } catch (e) {
+      log.warn({ err: e }, 'batch lease heartbeat failed');
+    }
   }
 
   async function runBatch(batch: ReceivedBatch): Promise<void> {
@@ -147,6 +170,7 @@ export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourc
       if (!stopping) return;
       stopping = false;
       if (o.databaseUrl) listener = listenForEvents(o.databaseUrl, wakeUp, { logger: log, channel: MESSAGES_CHANNEL });
+      heartbeat = setInterval(() => void beat(), Math.max(100, Math.floor(leaseGraceMs / 3)));
       loop = run();
     },
     async stop() {
@@ -155,6 +179,8 @@ export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourc
       wakeUp();
       await loop;
       while (running.size > 0) await Promise.all([...running]);
+      if (heartbeat) clearInterval(heartbeat);
+      heartbeat = null;
       await listener?.close();
       listener = null;
     },
