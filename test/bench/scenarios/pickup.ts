@@ -57,6 +57,7 @@ export async function pickupScenario(scale: BenchScale): Promise<Measurement[]> 
     return [
       { scenario: 'pickup', subject, metric: 'p50', value: percentile(ms, 50), unit: 'ms', note: `${ms.length} sequential invocations, ${GAP_MS} ms apart; accept commit → started (ledger clock)` },
       { scenario: 'pickup', subject, metric: 'p99', value: percentile(ms, 99), unit: 'ms' },
+      { scenario: 'pickup', subject, metric: 'min', value: ms[0] ?? null, unit: 'ms' },
       { scenario: 'pickup', subject, metric: 'max', value: ms[ms.length - 1] ?? null, unit: 'ms' },
     ];
   } catch (e) {
