@@ -34,8 +34,11 @@ export function openDatabase(url: string, options: OpenOptions = {}): DatabaseHa
     // the role is part of the startup packet, so every connection acts as it from the start
     ...(role ? { options: `-c role=${role}` } : {}),
   });
-  // An idle client losing its connection (database restart) must not crash the process.
+  // A connection lost to a database restart must not crash the process: idle clients
+  // report through the pool; a checked-out client (between two queries of a transaction)
+  // emits on itself. pg-pool drops clients that are no longer queryable on release.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   let closed = false;
   return {

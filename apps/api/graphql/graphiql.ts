@@ -1,27 +1,33 @@
 // GraphiQL that works without internet access. graphql-yoga's page loads its bundle from
-// a CDN; this one serves the same build (@graphql-yoga/graphiql 4.5.0, MIT, see
-// ./graphiql/README.md for how to refresh it) from gzip files kept in the repository.
+// a CDN; this one serves the same browser build from the installed npm package
+// @graphql-yoga/graphiql (its dist/ files), compressed once on first request.
 import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { Hono } from 'hono';
 import type { GraphiQLOptions } from 'graphql-yoga';
 
-export const GRAPHIQL_VERSION = '4.5.0';
+const require = createRequire(import.meta.url);
+const PACKAGE_DIR = path.dirname(require.resolve('@graphql-yoga/graphiql/package.json'));
+export const GRAPHIQL_VERSION: string = (JSON.parse(readFileSync(path.join(PACKAGE_DIR, 'package.json'), 'utf8')) as { version: string }).version;
 
-const ASSETS: Record<string, string> = {
-  'yoga-graphiql.umd.js': 'application/javascript; charset=utf-8',
-  'graphiql.css': 'text/css; charset=utf-8',
-  'editor.worker.js': 'application/javascript; charset=utf-8',
-  'json.worker.js': 'application/javascript; charset=utf-8',
-  'graphql.worker.js': 'application/javascript; charset=utf-8',
+/** served name → [file in the package's dist/, content type] */
+const ASSETS: Record<string, [string, string]> = {
+  'yoga-graphiql.umd.js': ['yoga-graphiql.umd.js', 'application/javascript; charset=utf-8'],
+  'graphiql.css': ['graphiql.css', 'text/css; charset=utf-8'],
+  'editor.worker.js': ['monacoeditorwork/editor.worker.bundle.js', 'application/javascript; charset=utf-8'],
+  'json.worker.js': ['monacoeditorwork/json.worker.bundle.js', 'application/javascript; charset=utf-8'],
+  'graphql.worker.js': ['monacoeditorwork/graphql.worker..bundle.js', 'application/javascript; charset=utf-8'],
 };
 
-const gzipped = new Map<string, Buffer>();
-function asset(name: string): Buffer {
-  let hit = gzipped.get(name);
+const loaded = new Map<string, { raw: Buffer; gzip: Buffer }>();
+function asset(name: string, file: string): { raw: Buffer; gzip: Buffer } {
+  let hit = loaded.get(name);
   if (!hit) {
-    hit = readFileSync(new URL(`./graphiql/${name}.gz`, import.meta.url));
-    gzipped.set(name, hit);
+    const raw = readFileSync(path.join(PACKAGE_DIR, 'dist', file));
+    hit = { raw, gzip: gzipSync(raw) };
+    loaded.set(name, hit);
   }
   return hit;
 }
@@ -31,11 +37,12 @@ export function graphiqlAssetRoutes(): Hono {
   const app = new Hono();
   app.get(`/graphiql/${GRAPHIQL_VERSION}/:file`, (c) => {
     const file = c.req.param('file');
-    const type = ASSETS[file];
-    if (!type) return c.notFound();
-    const body = asset(file);
+    const entry = ASSETS[file];
+    if (!entry) return c.notFound();
+    const [source, type] = entry;
+    const body = asset(file, source);
     const acceptsGzip = /\bgzip\b/.test(c.req.header('accept-encoding') ?? '');
-    const bytes = acceptsGzip ? body : gunzipSync(body);
+    const bytes = acceptsGzip ? body.gzip : body.raw;
     return c.body(new Uint8Array(bytes), 200, {
       'Content-Type': type,
       'Cache-Control': 'public, max-age=31536000, immutable',
