@@ -1,0 +1,54 @@
+// Spawning and ending the service's own processes for chaos tests. Every process is
+// tracked by pid and ended by the test that started it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export interface ServiceProcess {
+  child: ChildProcess;
+  pid: number;
+  port: number;
+  output(): string;
+}
+
+export async function spawnService(role: 'api' | 'worker' | 'all', port: number, env: Record<string, string>): Promise<ServiceProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/cli/main.ts', 'start', '--role', role], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), LOG_LEVEL: 'info', LEDGER_AUTH: 'off', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const keep = (d: Buffer) => {
+    out += d.toString();
+    if (process.env.CHAOS_TRACE) appendFileSync(`${process.env.CHAOS_TRACE}.${role}.${child.pid}`, d);
+    if (out.length > 200_000) out = out.slice(-100_000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const ready = role === 'worker' ? 'worker started' : 'listening on';
+  const until = Date.now() + 60_000;
+  while (!out.includes(ready)) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${role} exited early:\n${out}`);
+    if (Date.now() > until) {
+      child.kill('SIGKILL');
+      throw new Error(`${role} did not start in 60 s:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { child, pid: child.pid as number, port, output: () => out };
+}
+
+export function endProcess(p: ServiceProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  const { child } = p;
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => process.kill(p.pid, 'SIGKILL'), 15_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    process.kill(p.pid, signal);
+  });
+}
