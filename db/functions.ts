@@ -208,6 +208,7 @@ export async function getFunction(db: Executor, name: string, version?: number):
 }
 
 export async function requireFunction(db: Executor, name: string, version?: number): Promise<FunctionVersion> {
+  assertFunctionName(name); // a name that can never exist is a bad request, not a missing function
   const fn = await getFunction(db, name, version);
   if (!fn) {
     throw new LedgerError(
