@@ -79,7 +79,9 @@ describe('AWS SDK InvokeCommand with an API key pair', () => {
   });
 
   it('a wrong secret → 401 InvalidSignatureException', async () => {
-    const e = await refusal({ accessKeyId: invokeKey.accessKeyId, secretAccessKey: `${invokeKey.secretAccessKey.slice(0, -1)}x` });
+    const s = invokeKey.secretAccessKey;
+    const wrong = `${s.slice(0, -1)}${s.endsWith('x') ? 'y' : 'x'}`;
+    const e = await refusal({ accessKeyId: invokeKey.accessKeyId, secretAccessKey: wrong });
     expect(e.name).toBe('InvalidSignatureException');
     expect(e.$metadata.httpStatusCode).toBe(401);
     expect(e.message).toMatch(/signature we calculated does not match/);

@@ -61,6 +61,11 @@ export const GRAPHQL_FIELD_SCOPES: Record<OperationKind, Record<string, Scope>> 
     functions: 'audit',
     function: 'audit',
     functionStats: 'audit',
+    queues: 'audit',
+    queue: 'audit',
+    queueDeadLetters: 'audit',
+    eventSourceMappings: 'audit',
+    eventSourceMapping: 'audit',
   },
   mutation: {
     createFunction: 'admin',
@@ -70,6 +75,14 @@ export const GRAPHQL_FIELD_SCOPES: Record<OperationKind, Record<string, Scope>> 
     invokeAsync: 'invoke',
     redrive: 'admin',
     cancelInvocation: 'admin',
+    createQueue: 'admin',
+    // sending is to a queue what invoking is to a function (POST /queues/:name/messages too)
+    sendMessage: 'invoke',
+    sendMessageBatch: 'invoke',
+    redriveQueueDeadLetters: 'admin',
+    createEventSourceMapping: 'admin',
+    updateEventSourceMapping: 'admin',
+    deleteEventSourceMapping: 'admin',
   },
   subscription: {
     invocationEvents: 'audit',
