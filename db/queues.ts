@@ -265,13 +265,13 @@ export interface ReceivableMessage {
 /**
  * Locks up to `limit` receivable messages (visible, not dead-lettered), oldest first.
  * SKIP LOCKED: several workers receive from one queue without waiting on each other.
- * `now` is the transaction's clock, for the batching window.
+ * `now` is the transaction's clock (null when nothing was found), for the batching window.
  */
 export async function lockReceivableMessages(
   tx: Executor,
   queueName: string,
   limit: number,
-): Promise<{ messages: ReceivableMessage[]; now: Date }> {
+): Promise<{ messages: ReceivableMessage[]; now: Date | null }> {
   const { rows } = await sql<{
     id: string;
     body: unknown;
@@ -286,9 +286,8 @@ export async function lockReceivableMessages(
     order by visible_at, seq
     limit ${limit}
     for update skip locked`.execute(tx);
-  const now = rows[0]?.db_now ?? (await sql<{ now: Date }>`select now()`.execute(tx)).rows[0]?.now ?? new Date();
   return {
-    now,
+    now: rows[0]?.db_now ?? null,
     messages: rows.map((r) => ({
       id: r.id,
       body: r.body,

@@ -70,13 +70,14 @@ export async function receiveBatch(db: Db, mapping: PollableMapping, fn: Functio
     if (slot.maximumConcurrency !== null && slot.inFlight >= slot.maximumConcurrency) return { kind: 'idle', reason: 'maximumConcurrency' };
 
     const { messages, now } = await lockReceivableMessages(tx, mapping.queueName, mapping.batchSize);
-    if (messages.length === 0) return { kind: 'idle', reason: 'empty' };
+    const oldest = messages[0];
+    if (!oldest || !now) return { kind: 'idle', reason: 'empty' };
     const exhausted = messages.filter((m) => m.receiveCount >= mapping.maxReceiveCount);
     if (exhausted.length > 0) {
       await deadLetterMessages(tx, exhausted.map((m) => m.id), MAX_RECEIVE_COUNT_EXCEEDED);
       return { kind: 'again' };
     }
-    const waited = now.getTime() - (messages[0] as { visibleAt: Date }).visibleAt.getTime();
+    const waited = now.getTime() - oldest.visibleAt.getTime();
     if (messages.length < mapping.batchSize && waited < mapping.maxBatchingWindowMs) {
       return { kind: 'wait', ms: mapping.maxBatchingWindowMs - waited };
     }
