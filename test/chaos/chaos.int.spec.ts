@@ -199,7 +199,7 @@ describe('chaos', () => {
     expect(whileDown.statuses.get(503) ?? 0).toBeGreaterThan(0);
     expect([...whileDown.healthz]).toEqual([503]);
 
-    const { rows: figures } = await sql<Record<string, number>>`
+    const { rows: figures } = await sql<{ attempts: number; worker_lost: number; function_errors: number; succeeded: number; dead_lettered: number }>`
       select count(*) filter (where type = 'started')::int as attempts,
              count(*) filter (where type = 'failed' and data -> 'error' ->> 'errorType' = 'WorkerLost')::int as worker_lost,
              count(*) filter (where type = 'failed' and data -> 'error' ->> 'errorType' <> 'WorkerLost')::int as function_errors,

@@ -1,5 +1,9 @@
 // One fresh database per test file, cloned from the migrated template. At teardown the
 // file's ledger is verified (seq, lifecycle, projection = replay) and the database dropped.
+//
+// The teardown hook is registered when this module is imported (at collection time, so
+// it belongs to the file's root suite): vitest ignores an afterAll registered from inside
+// a beforeAll, which is where test files create their database.
 import { randomBytes } from 'node:crypto';
 import { afterAll, inject } from 'vitest';
 import { openDatabase, type DatabaseHandle } from '../../db/connection.ts';
@@ -28,6 +32,20 @@ async function createFromTemplate(adminUrl: string, name: string, template: stri
   }
 }
 
+const teardowns: (() => Promise<void>)[] = [];
+
+afterAll(async () => {
+  const errors: Error[] = [];
+  for (const teardown of teardowns.splice(0)) {
+    try {
+      await teardown();
+    } catch (e) {
+      errors.push(e as Error);
+    }
+  }
+  if (errors.length > 0) throw errors[0];
+});
+
 export async function createTestDatabase(options: { verify?: boolean } = {}): Promise<TestDatabase> {
   const adminUrl = inject('adminUrl');
   const name = `t_${randomBytes(6).toString('hex')}`;
@@ -50,7 +68,7 @@ export async function createTestDatabase(options: { verify?: boolean } = {}): Pr
       await handle.close();
     },
   };
-  afterAll(async () => {
+  teardowns.push(async () => {
     try {
       if (options.verify !== false) {
         const problems = await verifyLedger(handle.db);

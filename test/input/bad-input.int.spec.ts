@@ -26,7 +26,7 @@ interface HttpCase {
   method?: string;
   path: string;
   headers?: Record<string, string>;
-  body?: string | Uint8Array;
+  body?: string | ArrayBuffer;
   status: number;
   /** x-amzn-ErrorType (Lambda routes) or error.code (native routes) */
   code?: string;
@@ -40,7 +40,7 @@ const httpCases: HttpCase[] = [
   { name: 'malformed JSON', path: lambda('echo'), body: '{', status: 400, code: 'InvalidRequestContentException' },
   { name: 'truncated JSON', path: lambda('echo'), body: '{"a": [1, 2', status: 400, code: 'InvalidRequestContentException' },
   { name: 'trailing garbage after JSON', path: lambda('echo'), body: '{"a":1} x', status: 400, code: 'InvalidRequestContentException' },
-  { name: 'invalid UTF-8', path: lambda('echo'), body: new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]), status: 400, code: 'InvalidRequestContentException' },
+  { name: 'invalid UTF-8', path: lambda('echo'), body: new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]).buffer, status: 400, code: 'InvalidRequestContentException' },
   { name: 'bare word', path: lambda('echo'), body: 'hello', status: 400, code: 'InvalidRequestContentException' },
   { name: 'async malformed JSON', path: lambda('echo'), headers: { 'X-Amz-Invocation-Type': 'Event' }, body: '{"a":', status: 400, code: 'InvalidRequestContentException' },
   { name: 'dry run malformed JSON', path: lambda('echo'), headers: { 'X-Amz-Invocation-Type': 'DryRun' }, body: '[', status: 400, code: 'InvalidRequestContentException' },

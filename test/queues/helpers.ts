@@ -4,14 +4,10 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { Registry } from 'prom-client';
-import { expect } from 'vitest';
 import { createFunction, type FunctionConfigInput, type FunctionVersion } from '../../db/functions.ts';
-import { verifyLedger } from '../../db/replay.ts';
 import type { Db } from '../../db/schema.ts';
 import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
 import { createEventSourcePoller, type EventSourcePoller, type EventSourcePollerOptions } from '../../apps/worker/event-sources/index.ts';
-import type { TestDatabase } from '../helpers/database.ts';
-import { adminQuery } from '../helpers/pg-admin.ts';
 import { silent } from '../worker/helpers.ts';
 
 export { silent, waitFor } from '../worker/helpers.ts';
@@ -96,17 +92,3 @@ export async function remainingMessages(db: Db, queueName: string): Promise<numb
 
 export const terminal = (s: string) => s === 'succeeded' || s === 'failed';
 
-/**
- * Verifies the file's ledger (every poll invocation lifecycle-valid, projection = replay),
- * closes and drops its database. Called from a top-level afterAll: an afterAll that
- * createTestDatabase registers from inside beforeAll does not run under vitest 4.
- */
-export async function verifyAndDrop(t: TestDatabase): Promise<void> {
-  try {
-    const problems = await verifyLedger(t.db);
-    expect(problems).toEqual([]);
-  } finally {
-    await t.close();
-    await adminQuery(t.adminUrl, `drop database if exists "${t.name}" with (force)`);
-  }
-}

@@ -25,7 +25,6 @@ import {
   remainingMessages,
   startPoller,
   terminal,
-  verifyAndDrop,
   waitFor,
   type PollInvocation,
   type RunningPoller,
@@ -44,7 +43,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await poller?.stop();
   await runtimes?.close();
-  if (t) await verifyAndDrop(t);
 });
 
 async function settled(functionName: string, queueName: string): Promise<PollInvocation[]> {
@@ -230,7 +228,6 @@ describe('maximumConcurrency', () => {
       const seen = invocations.map((i) => (i.result as { atStart: number }).atStart);
       expect(Math.max(...seen)).toBeLessThanOrEqual(2);
       await deleteEventSourceMapping(t.db, m.id);
-      // eslint-disable-next-line no-console
       console.log(`[queues] maximumConcurrency 2: concurrency seen at start ${seen.join(',')}; workers ${new Set(invocations.map((i) => i.workerId)).size}`);
     } finally {
       await other.stop();

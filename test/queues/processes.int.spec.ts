@@ -13,7 +13,7 @@ import { getInvocation } from '../../db/invocations.ts';
 import { createEventSourceMapping, createQueue, sendMessages } from '../../db/queues.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { freePort } from '../helpers/pg-admin.ts';
-import { FIXTURES, pollInvocations, remainingMessages, verifyAndDrop, waitFor } from './helpers.ts';
+import { FIXTURES, pollInvocations, remainingMessages, waitFor } from './helpers.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -67,7 +67,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([...children].map((c) => stopProcess(c)));
   await rm(dir, { recursive: true, force: true });
-  if (t) await verifyAndDrop(t);
 });
 
 describe('worker processes', () => {

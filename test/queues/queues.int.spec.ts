@@ -2,7 +2,7 @@
 // with typed errors, the receive/settle transactions, visibility expiry, receive-time
 // dead letters, redrive, and maximumConcurrency counted under the mapping's row lock.
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { AttemptOutcome } from '../../apps/runtimes/index.ts';
 import { completeBatch, receiveBatch, type ReceivedBatch, type ReceiveResult } from '../../apps/worker/event-sources/index.ts';
 import { LedgerError } from '../../db/errors.ts';
@@ -25,7 +25,7 @@ import {
   type PollableMapping,
 } from '../../db/queues.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { batchFunction, verifyAndDrop, waitFor } from './helpers.ts';
+import { batchFunction, waitFor } from './helpers.ts';
 import type { FunctionVersion } from '../../db/functions.ts';
 
 let t: TestDatabase;
@@ -34,10 +34,6 @@ let fn: FunctionVersion;
 beforeAll(async () => {
   t = await createTestDatabase();
   fn = await batchFunction(t.db, 'consumer');
-});
-
-afterAll(async () => {
-  if (t) await verifyAndDrop(t);
 });
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<LedgerError> {

@@ -113,7 +113,6 @@ describe('worker processes', () => {
       select data ->> 'workerId' as worker, count(*)::int as n from ledger.events
       where invocation_id = any(${ids}::uuid[]) and type = 'started' group by 1`.execute(t.db);
     expect(byWorker.reduce((s, r) => s + r.n, 0)).toBe(ids.length);
-    // eslint-disable-next-line no-console
     console.log(`[worker] started per process: ${byWorker.map((r) => `${r.worker.split(':')[1]}=${r.n}`).join(', ')}`);
     await Promise.all([stopProcess(a.child), stopProcess(b.child)]);
   });
