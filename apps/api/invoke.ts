@@ -2,9 +2,9 @@
 // Sync: `accepted` + `started` committed, the handler runs, its outcome recorded.
 // Async: `accepted` committed, then acknowledged; the worker takes it from there.
 // Accepts and sync completions are group-committed through Batchers.
-import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import { recordOutcomes, type FinishedAttempt, type Outcome } from '../../db/attempts.ts';
+import { lockFreeSlots } from '../../db/concurrency.ts';
 import { LedgerError } from '../../db/errors.ts';
 import { requireFunction, type FunctionVersion } from '../../db/functions.ts';
 import { acceptInvocations, getInvocation, type AcceptRequest, type Accepted, type InvocationView } from '../../db/invocations.ts';
@@ -171,12 +171,8 @@ export class InvokeService {
    */
   private acceptWithinConcurrency(fn: FunctionVersion, request: AcceptRequest): Promise<Accepted> {
     return this.o.db.transaction().execute(async (tx) => {
-      const { rows } = await sql<{ reserved: number; running: number }>`
-        select c.reserved,
-               (select count(*)::int from ledger.queue q where q.function_name = c.name and q.locked_by is not null) as running
-        from (select * from ledger.function_concurrency where name = ${fn.name} for update) c`.execute(tx);
-      const slot = rows[0];
-      if (slot && slot.running >= slot.reserved) {
+      const free = (await lockFreeSlots(tx, [fn.name])).get(fn.name);
+      if (free !== undefined && free < 1) {
         throw new LedgerError('TooManyRequests', 'Rate Exceeded.', {
           reason: 'ReservedFunctionConcurrentInvocationLimitExceeded',
           retryAfterSeconds: 1,

@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import type { FunctionVersion, FunctionVersionCache } from '../../db/functions.ts';
 import type { InvocationState, NewEvent } from '../../db/lifecycle.ts';
 import type { Db, Executor } from '../../db/schema.ts';
+import { lockFreeSlots } from '../../db/concurrency.ts';
 import { appendBatch, stateFromRow, type AppendRequest } from '../../db/writer.ts';
 import type { FinishedInvocation } from './destinations.ts';
 
@@ -97,7 +98,7 @@ export async function claimDueInvocations(db: Db, o: ClaimOptions): Promise<Clai
 
     const throttled: { id: string; runAt: Date; functionName: string }[] = [];
     if (limited.size > 0) {
-      const slots = await freeSlots(tx, [...limited.keys()]);
+      const slots = await lockFreeSlots(tx, [...limited.keys()]);
       for (const [name, list] of limited) {
         const free = slots.get(name) ?? 0;
         list.forEach((item, i) => {
@@ -152,22 +153,6 @@ export async function claimDueInvocations(db: Db, o: ClaimOptions): Promise<Clai
   });
 }
 
-/**
- * Free reservedConcurrency slots per function, counted under the function's concurrency
- * row lock. Two statements on purpose: in READ COMMITTED the count must take its
- * snapshot after the lock is granted, or it misses attempts started by the worker that
- * held the lock before us.
- */
-async function freeSlots(tx: Executor, names: string[]): Promise<Map<string, number>> {
-  const sorted = [...names].sort();
-  const { rows: locked } = await sql<{ name: string; reserved: number }>`
-    select name, reserved from ledger.function_concurrency where name = any(${sorted}::text[]) order by name for update`.execute(tx);
-  const { rows: running } = await sql<{ function_name: string; running: number }>`
-    select function_name, count(*)::int as running from ledger.queue
-    where function_name = any(${sorted}::text[]) and locked_by is not null group by function_name`.execute(tx);
-  const runningBy = new Map(running.map((r) => [r.function_name, r.running]));
-  return new Map(locked.map((r) => [r.name, Math.max(0, r.reserved - (runningBy.get(r.name) ?? 0))]));
-}
 
 /** Versions are never deleted; if one is missing anyway, the attempt fails with defaults. */
 export function missingVersion(row: { function_name: string; function_version: number }): FunctionVersion {
