@@ -1,7 +1,7 @@
 // Invocation commands (accept, redrive, cancel) and the read model of one invocation.
 // Both edges (HTTP and GraphQL) and the worker (destinations) call these.
-import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
+import { v7 as uuidv7 } from 'uuid';
 import { LedgerError, SequenceConflict } from './errors.ts';
 import type { FunctionVersion } from './functions.ts';
 import type { FunctionErrorData, InvocationState, InvocationType, LedgerEvent, NewEvent } from './lifecycle.ts';
@@ -38,7 +38,10 @@ export interface Accepted {
 export async function acceptInvocations(db: Db | Executor, requests: readonly AcceptRequest[]): Promise<Accepted[]> {
   if (requests.length === 0) return [];
   const run = async (tx: Executor): Promise<Accepted[]> => {
-    const ids = requests.map(() => randomUUID());
+    // Time-ordered ids (UUIDv7): new invocations land at the right edge of the events and
+    // invocations indexes, so appends touch a hot, cached part of them however big the
+    // history grows, instead of random leaves of a multi-GB index.
+    const ids = requests.map(() => uuidv7());
     const out: (Accepted | undefined)[] = new Array(requests.length);
     const keyed = new Map<string, number>(); // "fn\0key" → index of the first request using it
     const keyIdx: number[] = [];

@@ -20,11 +20,22 @@ export function listenForEvents(
   let retry: NodeJS.Timeout | null = null;
   let backoff = 100;
 
+  // Leading edge: the first notification wakes the worker at once (pickup latency);
+  // the rest of a burst inside the window becomes one trailing wake-up.
+  let pending = false;
   const hint = () => {
-    if (debounce || closed) return;
-    debounce = setTimeout(() => {
+    if (closed) return;
+    if (debounce) {
+      pending = true;
+      return;
+    }
+    onHint();
+    debounce = setTimeout(function trailing() {
       debounce = null;
-      if (!closed) onHint();
+      if (pending && !closed) {
+        pending = false;
+        onHint();
+      }
     }, o.debounceMs ?? 5);
   };
 
