@@ -141,7 +141,8 @@ export interface InvocationView extends InvocationState {
   events: LedgerEvent[];
 }
 
-interface EventRowRaw {
+/** An events row as selected (position, invocation_id, seq, type, attempt, data, occurred_at). */
+export interface EventRowRaw {
   position: string;
   invocation_id: string;
   seq: number;
@@ -188,7 +189,7 @@ export async function eventsOf(db: Executor, ids: readonly string[]): Promise<Ma
   return out;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export async function getInvocation(db: Executor, id: string): Promise<InvocationView | null> {
   if (!UUID.test(id)) return null;

@@ -9,6 +9,7 @@ import { sql } from 'kysely';
 import { z } from 'zod';
 import { LedgerError } from './errors.ts';
 import { FUNCTION_NAME, getFunction } from './functions.ts';
+import { UUID } from './invocations.ts';
 import type { Db, Executor } from './schema.ts';
 
 export const QUEUE_NAME = FUNCTION_NAME;
@@ -84,7 +85,6 @@ function parse<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
   return parsed.data;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 // ---------------------------------------------------------------------------------
 // queues

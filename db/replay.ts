@@ -3,21 +3,12 @@
 // with it. Both page through invocations so that memory stays flat on big ledgers.
 import { sql } from 'kysely';
 import { fold, isQueued, type InvocationState, type LedgerEvent } from './lifecycle.ts';
+import { toLedgerEvent, type EventRowRaw } from './invocations.ts';
 import type { Db, Executor } from './schema.ts';
 import { stateFromRow } from './writer.ts';
 
 const PAGE = 2_000;
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
-
-interface RawEvent {
-  invocation_id: string;
-  seq: number;
-  type: string;
-  attempt: number | null;
-  data: unknown;
-  occurred_at: Date;
-  position: string;
-}
 
 /** Invocation ids in pages, each with its events in seq order. */
 async function* replayPages(db: Executor): AsyncGenerator<Map<string, LedgerEvent[]>> {
@@ -29,20 +20,12 @@ async function* replayPages(db: Executor): AsyncGenerator<Map<string, LedgerEven
     if (ids.length === 0) return;
     const list = ids.map((r) => r.invocation_id);
     after = list[list.length - 1] as string;
-    const { rows } = await sql<RawEvent>`
+    const { rows } = await sql<EventRowRaw>`
       select invocation_id, seq, type, attempt, data, occurred_at, position from ledger.events
       where invocation_id = any(${list}::uuid[]) order by invocation_id, seq`.execute(db);
     const page = new Map<string, LedgerEvent[]>(list.map((id) => [id, []]));
     for (const r of rows) {
-      page.get(r.invocation_id)?.push({
-        invocationId: r.invocation_id,
-        seq: r.seq,
-        type: r.type,
-        attempt: r.attempt,
-        data: r.data,
-        occurredAt: r.occurred_at,
-        position: r.position,
-      } as LedgerEvent);
+      page.get(r.invocation_id)?.push(toLedgerEvent(r));
     }
     yield page;
   }

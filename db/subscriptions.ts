@@ -9,6 +9,7 @@
 // append) only says "read again"; a timer covers lost connections and held-back rows.
 import { sql } from 'kysely';
 import type pg from 'pg';
+import { toLedgerEvent, UUID, type EventRowRaw } from './invocations.ts';
 import type { LedgerEvent } from './lifecycle.ts';
 import type { Executor } from './schema.ts';
 import { EVENTS_CHANNEL } from './writer.ts';
@@ -50,33 +51,14 @@ interface Subscriber {
   deliver(e: FeedEvent): void;
 }
 
-interface FeedRow {
-  position: string;
-  invocation_id: string;
-  seq: number;
-  type: string;
-  attempt: number | null;
-  data: unknown;
-  occurred_at: Date;
+interface FeedRow extends EventRowRaw {
   tx_id: string;
   function_name: string;
   held_back: boolean;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 const toFeedEvent = (r: Omit<FeedRow, 'held_back'>): FeedEvent =>
-  ({
-    position: r.position,
-    invocationId: r.invocation_id,
-    seq: r.seq,
-    type: r.type,
-    attempt: r.attempt,
-    data: r.data,
-    occurredAt: r.occurred_at,
-    txId: r.tx_id,
-    functionName: r.function_name,
-  }) as FeedEvent;
+  ({ ...toLedgerEvent(r), txId: r.tx_id, functionName: r.function_name }) as FeedEvent;
 
 const matches = (f: FeedFilter, e: FeedEvent) =>
   (!f.invocationId || f.invocationId === e.invocationId) && (!f.functionName || f.functionName === e.functionName);
