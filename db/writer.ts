@@ -55,9 +55,10 @@ export const DEFAULT_LEASE_MS = 5 * 60_000;
 export const EVENTS_CHANNEL = 'ledger_events';
 
 // Folding happens before the transaction's clock is known; this marker stands for
-// "the statement's now()" and is sent to PostgreSQL as the literal 'now'.
+// "when the statement runs" and is sent as 'infinity', which ledger.at_statement() turns
+// into statement_timestamp(): the same instant as the events' occurred_at.
 const TX_NOW = new Date(8.64e15);
-const ts = (d: Date | null): string | null => (d === null ? null : d.getTime() === TX_NOW.getTime() ? 'now' : d.toISOString());
+const ts = (d: Date | null): string | null => (d === null ? null : d.getTime() === TX_NOW.getTime() ? 'infinity' : d.toISOString());
 
 /** Appends to one invocation; throws SequenceConflict or LifecycleViolation. */
 export async function appendEvents(db: Executor, request: AppendRequest): Promise<AppendResult> {
@@ -216,10 +217,15 @@ async function writeStatement(
       insert into ledger.invocations as i (id, function_name, function_version, invocation_type, status, attempts,
         failures_since_redrive, last_seq, last_event_type, idempotency_key, error_type, dead_letter_reason,
         accepted_at, started_at, finished_at, updated_at)
-      select * from unnest(${p.id}::uuid[], ${p.fn}::text[], ${p.ver}::int[], ${p.itype}::text[], ${p.status}::text[],
+      select id, fn, ver, itype, status, attempts, failures, last_seq, last_type, idem, err_type, dl_reason,
+        ledger.at_statement(accepted_at), ledger.at_statement(started_at), ledger.at_statement(finished_at),
+        ledger.at_statement(updated_at)
+      from unnest(${p.id}::uuid[], ${p.fn}::text[], ${p.ver}::int[], ${p.itype}::text[], ${p.status}::text[],
         ${p.attempts}::int[], ${p.failures}::int[], ${p.lastSeq}::int[], ${p.lastType}::text[], ${p.idem}::text[],
         ${p.errType}::text[], ${p.dlReason}::text[], ${p.acceptedAt}::timestamptz[], ${p.startedAt}::timestamptz[],
         ${p.finishedAt}::timestamptz[], ${p.updatedAt}::timestamptz[])
+        as t(id, fn, ver, itype, status, attempts, failures, last_seq, last_type, idem, err_type, dl_reason,
+             accepted_at, started_at, finished_at, updated_at)
       on conflict (id) do update set
         status = excluded.status, attempts = excluded.attempts, failures_since_redrive = excluded.failures_since_redrive,
         last_seq = excluded.last_seq, last_event_type = excluded.last_event_type, error_type = excluded.error_type,
@@ -228,8 +234,8 @@ async function writeStatement(
     ), enq as (
       insert into ledger.queue (invocation_id, function_name, function_version, invocation_type, attempt, run_at,
         accepted_at, locked_by, lease_expires_at)
-      select id, fn, ver, itype, attempt, run_at, accepted_at, locked_by,
-             case when lease_ms is null then null else now() + make_interval(secs => lease_ms / 1000.0) end
+      select id, fn, ver, itype, attempt, ledger.at_statement(run_at), ledger.at_statement(accepted_at), locked_by,
+             case when lease_ms is null then null else statement_timestamp() + make_interval(secs => lease_ms / 1000.0) end
       from unnest(${q.id}::uuid[], ${q.fn}::text[], ${q.ver}::int[], ${q.itype}::text[], ${q.attempt}::int[],
         ${q.runAt}::timestamptz[], ${q.acceptedAt}::timestamptz[], ${q.lockedBy}::text[], ${q.leaseMs}::int[])
         as t(id, fn, ver, itype, attempt, run_at, accepted_at, locked_by, lease_ms)

@@ -59,7 +59,9 @@ create table ledger.events (
                                                'succeeded', 'dead_lettered', 'cancelled', 'redriven')),
   attempt        int check (attempt >= 1),
   data           jsonb not null default '{}',
-  occurred_at    timestamptz not null default now(),
+  -- the statement's time, not the transaction's: a READ COMMITTED statement can see rows
+  -- committed after its transaction began, and its own events must not predate them
+  occurred_at    timestamptz not null default statement_timestamp(),
   tx_id          xid8 not null default pg_current_xact_id(),
   unique (invocation_id, seq),
   -- the first event of every invocation is `accepted`, and only the first
@@ -100,6 +102,11 @@ end $$;
 create trigger events_seq_contiguous after insert on ledger.events
   referencing new table as new_events
   for each statement execute function ledger.check_event_seq();
+
+-- The writer folds events before it knows the statement's clock and sends 'infinity' for
+-- "when this statement runs", the same instant as the events' occurred_at.
+create function ledger.at_statement(t timestamptz) returns timestamptz
+language sql stable as $$ select case when t = 'infinity' then statement_timestamp() else t end $$;
 
 -- Projection: one row per invocation, folded from its events by the writer.
 create table ledger.invocations (
