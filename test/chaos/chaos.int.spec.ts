@@ -14,7 +14,7 @@ import { startEmbeddedPostgres, type EmbeddedServer } from '../../db/embedded.ts
 import { migrate } from '../../db/migrate.ts';
 import { verifyLedger } from '../../db/replay.ts';
 import { freePort } from '../helpers/pg-admin.ts';
-import { endProcess, spawnService, type ServiceProcess } from './processes.ts';
+import { endProcess, spawnService, type ServiceProcess } from '../helpers/processes.ts';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const TOTAL = Number(process.env.CHAOS_INVOCATIONS ?? 20_000);
@@ -30,7 +30,8 @@ const all = new Set<ServiceProcess>();
 
 const env = () => ({ DATABASE_URL: pgServer.url, FUNCTIONS_DIR: FIXTURES, POLL_INTERVAL_MS: '200', WORKER_LEASE_GRACE_MS: '1500', DB_POOL_SIZE: '8' });
 const startPg = () => startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port: pgPort, persistent: true });
-/** CHAOS_TRACE=<file> follows a run live (vitest prints console output only at the end) */
+/** CHAOS_TRACE=<file> follows a run live (vitest prints console output only at the end);
+ * PROCESS_TRACE=<file> also keeps every spawned process's output */
 const trace = (msg: string) => process.env.CHAOS_TRACE && appendFileSync(process.env.CHAOS_TRACE, `${new Date().toISOString()} ${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -2,61 +2,32 @@
 // worker`) receives a batch and is SIGKILLed mid-invocation; after the visibility
 // timeout worker B receives the same messages and processes them; B's lease reaper
 // ends A's poll invocation as failed (WorkerLost).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getInvocation } from '../../db/invocations.ts';
 import { createEventSourceMapping, createQueue, sendMessages } from '../../db/queues.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { freePort } from '../helpers/pg-admin.ts';
+import { endProcess, spawnService, type ServiceProcess } from '../helpers/processes.ts';
 import { FIXTURES, pollInvocations, remainingMessages, waitFor } from './helpers.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 let t: TestDatabase;
 let dir: string;
-const children = new Set<ChildProcess>();
+const services = new Set<ServiceProcess>();
 
-async function spawnWorker(): Promise<{ child: ChildProcess; output: () => string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/cli/main.ts', 'start', '--role', 'worker'], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      DATABASE_URL: t.ownerUrl,
-      FUNCTIONS_DIR: FIXTURES,
-      PORT: String(await freePort()),
-      LOG_LEVEL: 'info',
-      LEDGER_AUTH: 'off',
-      WORKER_LEASE_GRACE_MS: '1000',
-      POLL_INTERVAL_MS: '200',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+async function spawnWorker(): Promise<ServiceProcess> {
+  const p = await spawnService('worker', await freePort(), {
+    DATABASE_URL: t.ownerUrl,
+    FUNCTIONS_DIR: FIXTURES,
+    WORKER_LEASE_GRACE_MS: '1000',
+    POLL_INTERVAL_MS: '200',
   });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  let out = '';
-  child.stdout?.on('data', (d) => (out += d));
-  child.stderr?.on('data', (d) => (out += d));
-  await waitFor('worker process ready', async () => out.includes('worker started') || child.exitCode !== null, 60_000);
-  if (child.exitCode !== null) throw new Error(`worker process exited ${child.exitCode}:\n${out}`);
-  return { child, output: () => out };
-}
-
-/** Ends a child by its pid: SIGTERM (graceful), SIGKILL if it lingers. */
-function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => process.kill(child.pid as number, 'SIGKILL'), 15_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    process.kill(child.pid as number, signal);
-  });
+  services.add(p);
+  return p;
 }
 
 beforeAll(async () => {
@@ -65,7 +36,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([...children].map((c) => stopProcess(c)));
+  await Promise.all([...services].map((p) => endProcess(p)));
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -78,7 +49,7 @@ describe('worker processes', () => {
     await createEventSourceMapping(t.db, { queueName: 'orders', functionName: 'slow-first', batchSize: 10 });
 
     await waitFor('the batch running in worker A', async () => existsSync(marker) && readFileSync(marker, 'utf8').split('\n').length === 5, 30_000);
-    await stopProcess(a.child, 'SIGKILL');
+    await endProcess(a, 'SIGKILL');
     expect(a.child.signalCode).toBe('SIGKILL');
 
     const b = await spawnWorker();
@@ -100,6 +71,6 @@ describe('worker processes', () => {
     expect(view?.events.map((e) => e.type)).toEqual(['accepted', 'started', 'failed']);
     expect(view?.error?.errorMessage).toContain(lost?.workerId);
 
-    await stopProcess(b.child);
+    await endProcess(b);
   });
 });

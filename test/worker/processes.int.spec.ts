@@ -1,7 +1,6 @@
 // Real worker processes (`invoke-ledger start --role worker`) against one database:
 // SIGKILL mid-attempt is recovered by another process, and two processes draining
 // 10,000 invocations never start the same attempt twice.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,56 +11,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireFunction } from '../../db/functions.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { freePort } from '../helpers/pg-admin.ts';
+import { endProcess, spawnService, type ServiceProcess } from '../helpers/processes.ts';
 import { countByStatus, eventsOf, invokeAsync, statusOf, waitFor } from './helpers.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PROCS_DIR = fileURLToPath(new URL('./fixtures/procs/', import.meta.url));
 
 let t: TestDatabase;
 let dir: string;
-const children = new Set<ChildProcess>();
+const services = new Set<ServiceProcess>();
 
-interface WorkerProcess {
-  child: ChildProcess;
-  output: () => string;
-}
-
-async function spawnWorker(env: Record<string, string> = {}): Promise<WorkerProcess> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/cli/main.ts', 'start', '--role', 'worker'], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      DATABASE_URL: t.ownerUrl,
-      FUNCTIONS_DIR: PROCS_DIR,
-      PORT: String(port),
-      LOG_LEVEL: 'info',
-      WORKER_LEASE_GRACE_MS: '1000',
-      POLL_INTERVAL_MS: '200',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+async function spawnWorker(env: Record<string, string> = {}): Promise<ServiceProcess> {
+  const p = await spawnService('worker', await freePort(), {
+    DATABASE_URL: t.ownerUrl,
+    FUNCTIONS_DIR: PROCS_DIR,
+    WORKER_LEASE_GRACE_MS: '1000',
+    POLL_INTERVAL_MS: '200', ...env,
   });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  let out = '';
-  child.stdout?.on('data', (d) => (out += d));
-  child.stderr?.on('data', (d) => (out += d));
-  await waitFor(`worker process ready:\n${out}`, async () => out.includes('worker started') || child.exitCode !== null, 60_000);
-  if (child.exitCode !== null) throw new Error(`worker process exited ${child.exitCode}:\n${out}`);
-  return { child, output: () => out };
-}
-
-function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill(signal);
-  });
+  services.add(p);
+  return p;
 }
 
 beforeAll(async () => {
@@ -70,7 +37,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([...children].map((c) => stopProcess(c)));
+  await Promise.all([...services].map((p) => endProcess(p)));
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -95,7 +62,7 @@ describe('worker processes', () => {
     expect(events[2]?.data).toMatchObject({ attempt: 1, willRetry: true, error: { errorType: 'WorkerLost' } });
     expect((events[2]?.data.error as { errorMessage: string }).errorMessage).toContain(workerA);
     expect(events[5]?.data).toMatchObject({ attempt: 2, result: { attempt: 2 } });
-    await stopProcess(b.child);
+    await endProcess(b);
   });
 
   it('two worker processes drain 10,000 invocations without starting any attempt twice', async () => {
@@ -114,6 +81,6 @@ describe('worker processes', () => {
       where invocation_id = any(${ids}::uuid[]) and type = 'started' group by 1`.execute(t.db);
     expect(byWorker.reduce((s, r) => s + r.n, 0)).toBe(ids.length);
     console.log(`[worker] started per process: ${byWorker.map((r) => `${r.worker.split(':')[1]}=${r.n}`).join(', ')}`);
-    await Promise.all([stopProcess(a.child), stopProcess(b.child)]);
+    await Promise.all([endProcess(a), endProcess(b)]);
   });
 });

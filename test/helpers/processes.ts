@@ -1,5 +1,5 @@
-// Spawning and ending the service's own processes for chaos tests. Every process is
-// tracked by pid and ended by the test that started it.
+// Spawning and ending the service's own processes (`invoke-ledger start --role …`) in
+// tests. Every process is tracked by pid and ended by the test that started it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +22,7 @@ export async function spawnService(role: 'api' | 'worker' | 'all', port: number,
   let out = '';
   const keep = (d: Buffer) => {
     out += d.toString();
-    if (process.env.CHAOS_TRACE) appendFileSync(`${process.env.CHAOS_TRACE}.${role}.${child.pid}`, d);
+    if (process.env.PROCESS_TRACE) appendFileSync(`${process.env.PROCESS_TRACE}.${role}.${child.pid}`, d);
     if (out.length > 200_000) out = out.slice(-100_000);
   };
   child.stdout?.on('data', keep);
@@ -40,6 +40,7 @@ export async function spawnService(role: 'api' | 'worker' | 'all', port: number,
   return { child, pid: child.pid as number, port, output: () => out };
 }
 
+/** Ends a process by its pid: `signal` (SIGTERM: graceful), SIGKILL if it lingers 15 s. */
 export function endProcess(p: ServiceProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   const { child } = p;
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
