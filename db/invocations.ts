@@ -96,7 +96,10 @@ export async function acceptInvocations(db: Db | Executor, requests: readonly Ac
     for (const { i } of fresh) out[i] = { invocationId: ids[i] as string, duplicate: false, state: byId.get(ids[i] as string) };
     return out as Accepted[];
   };
-  return db.isTransaction ? run(db) : (db as Db).transaction().execute(run);
+  // Without idempotency keys the whole accept is one append statement, atomic on its own:
+  // no BEGIN/COMMIT round trips on the hot path.
+  const needsTransaction = !db.isTransaction && requests.some((r) => r.idempotencyKey);
+  return needsTransaction ? (db as Db).transaction().execute(run) : run(db);
 }
 
 /** Takes each (function, key) unless an unexpired owner exists; returns the owner of every key. */
