@@ -8,7 +8,7 @@ import { lockFreeSlots } from '../../db/concurrency.ts';
 import { LedgerError } from '../../db/errors.ts';
 import { requireFunction, type FunctionVersion } from '../../db/functions.ts';
 import { acceptInvocations, getInvocation, type AcceptRequest, type Accepted, type InvocationView } from '../../db/invocations.ts';
-import type { FunctionErrorData, InvocationState } from '../../db/lifecycle.ts';
+import { isTerminal, type FunctionErrorData, type InvocationState } from '../../db/lifecycle.ts';
 import type { Db } from '../../db/schema.ts';
 import type { AppendResult } from '../../db/writer.ts';
 import type { Runtimes } from '../runtimes/index.ts';
@@ -187,7 +187,7 @@ export class InvokeService {
   private async awaitOutcome(id: string): Promise<SyncResult> {
     for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
       const view = (await getInvocation(this.o.db, id)) as InvocationView;
-      if (view.status === 'succeeded' || view.status === 'failed' || view.status === 'dead_lettered' || view.status === 'cancelled') {
+      if (isTerminal(view.status)) {
         return {
           invocationId: id,
           functionVersion: view.functionVersion,

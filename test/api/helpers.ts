@@ -1,8 +1,6 @@
 // A real HTTP server per test file: createApp + InvokeService + createRuntimes over
 // test/api/fixtures, served by @hono/node-server on an ephemeral port.
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { serve } from '@hono/node-server';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { sql } from 'kysely';
 import { pino } from 'pino';
@@ -12,6 +10,7 @@ import type { Db } from '../../db/schema.ts';
 import { createApp } from '../../apps/api/app.ts';
 import { InvokeService } from '../../apps/api/invoke.ts';
 import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
+import { listen } from '../helpers/http.ts';
 
 export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 export const silent = pino({ level: 'silent' });
@@ -27,18 +26,13 @@ export async function startApi(db: Db, options: { coalesce?: boolean } = {}): Pr
   const runtimes = createRuntimes({ functionsDir: FIXTURES, logger: silent, poolSize: 2 });
   const invoke = new InvokeService({ db, runtimes, instanceId: 'test-api', logger: silent, ...options });
   const app = createApp({ db, invoke, logger: silent, registry: new Registry(), functionsDir: FIXTURES });
-  let server!: ReturnType<typeof serve>;
-  const port = await new Promise<number>((resolve) => {
-    server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info: AddressInfo) => resolve(info.port));
-  });
+  const server = await listen(app.fetch);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: server.url,
     invoke,
     runtimes,
     async close() {
-      const s = server as unknown as import('node:http').Server;
-      s.closeAllConnections?.();
-      await new Promise<void>((resolve) => s.close(() => resolve()));
+      await server.close();
       await runtimes.close();
     },
   };

@@ -1,8 +1,7 @@
 // GraphiQL in a real headless Chromium: the page loads with no network beyond this
 // server (no CDN), runs its default `invoke` mutation, and shows the result.
 import { existsSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
+import { listen, type Listening } from '../helpers/http.ts';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHarness, type Harness } from './harness.ts';
@@ -17,15 +16,14 @@ if (!haveChromium) {
 
 describe.skipIf(!haveChromium)('GraphiQL in Chromium', () => {
   let h: Harness;
-  let server: ServerType;
+  let server: Listening | undefined;
   let base: string;
   let browser: Browser;
 
   beforeAll(async () => {
     h = await createHarness();
-    server = serve({ fetch: h.app.fetch, port: 0, hostname: '127.0.0.1' });
-    await new Promise<void>((r) => server.once('listening', () => r()));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    server = await listen(h.app.fetch);
+    base = server.url;
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -33,8 +31,7 @@ describe.skipIf(!haveChromium)('GraphiQL in Chromium', () => {
   });
   afterAll(async () => {
     await browser?.close();
-    (server as unknown as { closeAllConnections?: () => void } | undefined)?.closeAllConnections?.();
-    await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+    await server?.close();
     await h?.close();
   });
 

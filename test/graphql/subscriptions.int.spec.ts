@@ -2,16 +2,15 @@
 // order while others run, the functionName filter, and cleanup when the client leaves.
 // Waits are long on purpose: the feed waits for the oldest open transaction of the whole
 // PostgreSQL cluster, and other test files (or benchmarks) may share the server.
-import type { AddressInfo } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient } from '../../db/connection.ts';
 import { LedgerFeed } from '../../db/subscriptions.ts';
+import { listen, type Listening } from '../helpers/http.ts';
 import { createHarness, finishAsync, type Harness } from './harness.ts';
 
 let h: Harness;
 let feed: LedgerFeed;
-let server: ServerType;
+let server: Listening;
 let base: string;
 
 beforeAll(async () => {
@@ -20,12 +19,11 @@ beforeAll(async () => {
   feed = new LedgerFeed({ db: harness.t.db, listen: () => connectClient(harness.t.ownerUrl) });
   const { mount } = await import('./harness.ts');
   h = { ...harness, app: mount(harness.deps, { feed }) };
-  server = serve({ fetch: h.app.fetch, port: 0, hostname: '127.0.0.1' });
-  await new Promise<void>((r) => server.once('listening', () => r()));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  server = await listen(h.app.fetch);
+  base = server.url;
 });
 afterAll(async () => {
-  await new Promise<void>((r) => server?.close(() => r()));
+  await server?.close();
   await feed?.close();
   await h?.close();
 });

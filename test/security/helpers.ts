@@ -1,7 +1,5 @@
 // A real HTTP server per test file with auth on (or as asked), over test/api/fixtures,
 // plus keys with each scope and small request helpers.
-import type { AddressInfo } from 'node:net';
-import { serve } from '@hono/node-server';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import type { Hono } from 'hono';
 import { pino, type Logger } from 'pino';
@@ -14,6 +12,7 @@ import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
 import { createApiKey, type CreatedApiKey } from '../../db/keys.ts';
 import type { Db } from '../../db/schema.ts';
 import { FIXTURES } from '../api/helpers.ts';
+import { listen } from '../helpers/http.ts';
 
 export interface SecureApi {
   url: string;
@@ -41,19 +40,14 @@ export async function startSecureApi(
     auth: options.auth ?? { enabled: true, cacheTtlMs: 0 },
     ...(options.allowlist ? { httpAllowlist: options.allowlist } : {}),
   });
-  let server!: ReturnType<typeof serve>;
-  const port = await new Promise<number>((resolve) => {
-    server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info: AddressInfo) => resolve(info.port));
-  });
+  const server = await listen(app.fetch);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: server.url,
     app,
     registry,
     runtimes,
     async close() {
-      const s = server as unknown as import('node:http').Server;
-      s.closeAllConnections?.();
-      await new Promise<void>((resolve) => s.close(() => resolve()));
+      await server.close();
       await runtimes.close();
     },
   };
