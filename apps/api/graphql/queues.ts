@@ -76,18 +76,10 @@ export const queueTypeDefs = /* GraphQL */ `
     node: QueueMessage!
   }
 
-  """PageInfo's fields for a page of queue messages (PageInfo's resolvers belong to invocations)."""
-  type QueueMessagePageInfo {
-    hasNextPage: Boolean!
-    hasPreviousPage: Boolean!
-    startCursor: String
-    endCursor: String
-  }
-
   """Newest first."""
   type QueueMessageConnection {
     edges: [QueueMessageEdge!]!
-    pageInfo: QueueMessagePageInfo!
+    pageInfo: PageInfo!
   }
 
   """Delivers a queue's messages to a function: one poll invocation per batch."""

@@ -120,16 +120,15 @@ export const resolvers = {
 
   InvocationConnection: {
     edges: (c: Connection) => c.page.items,
-    pageInfo: (c: Connection) => c,
+    // a plain PageInfo value (shared with other connections); hasPreviousPage costs a
+    // query, so it is a thunk that graphql-js's default resolver calls only when asked
+    pageInfo: (c: Connection) => ({
+      hasNextPage: c.page.hasNextPage,
+      hasPreviousPage: (_: Args, ctx: GraphQLContext) => (c.after ? hasInvocationsBefore(ctx.deps.db, c.filter, c.after) : false),
+      startCursor: c.page.items[0]?.cursor ?? null,
+      endCursor: c.page.items.at(-1)?.cursor ?? null,
+    }),
     totalCount: (c: Connection, _: Args, ctx: GraphQLContext) => countInvocations(ctx.deps.db, c.filter),
-  },
-
-  PageInfo: {
-    hasNextPage: (c: Connection) => c.page.hasNextPage,
-    hasPreviousPage: (c: Connection, _: Args, ctx: GraphQLContext) =>
-      c.after ? hasInvocationsBefore(ctx.deps.db, c.filter, c.after) : false,
-    startCursor: (c: Connection) => c.page.items[0]?.cursor ?? null,
-    endCursor: (c: Connection) => c.page.items.at(-1)?.cursor ?? null,
   },
 
   Query: {
