@@ -50,14 +50,16 @@ async function handleInvoke(c: Context, invoke: InvokeService, type: InvocationT
   const logType = logTypeOf(c.req.header('x-amz-log-type'));
   const clientContext = clientContextOf(c.req.header('x-amz-client-context'));
   const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
-  const bytes = await readBodyLimited(c.req.raw, type === 'Event' ? ASYNC_PAYLOAD_LIMIT : SYNC_PAYLOAD_LIMIT);
+  const bytes = await readBodyLimited(c, type === 'Event' ? ASYNC_PAYLOAD_LIMIT : SYNC_PAYLOAD_LIMIT);
   const payload = parseJsonPayload(bytes);
   const fn = await invoke.resolveFunction(ref.name, ref.version);
 
   if (type === 'DryRun') return { status: 204, requestId: randomUUID() };
   if (type === 'Event') {
     const accepted = await invoke.invokeAsync(fn, payload, { idempotencyKey });
-    return { status: 202, requestId: accepted.invocationId };
+    // an empty string rather than no body: @hono/node-server writes a string body
+    // straight to the socket, while a null one makes it build a full WHATWG Response
+    return { status: 202, requestId: accepted.invocationId, body: '' };
   }
 
   const r = await invoke.invokeSync(fn, payload, { idempotencyKey, clientContext });

@@ -19,7 +19,7 @@ export function nativeRoutes(invoke: InvokeService, logger: Logger): Hono {
       const ref = parseFunctionRef(c.req.param('name'), c.req.query('version'));
       const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
       const async = wantsAsync(c);
-      const bytes = await readBodyLimited(c.req.raw, async ? ASYNC_PAYLOAD_LIMIT : SYNC_PAYLOAD_LIMIT);
+      const bytes = await readBodyLimited(c, async ? ASYNC_PAYLOAD_LIMIT : SYNC_PAYLOAD_LIMIT);
       const payload = parseJsonPayload(bytes);
       const fn = await invoke.resolveFunction(ref.name, ref.version);
 

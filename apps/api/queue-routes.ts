@@ -16,7 +16,7 @@ export function queueRoutes(db: Db, logger: Logger): Hono {
       const queueName = c.req.param('name');
       const delay = c.req.query('delaySeconds');
       if (delay !== undefined && !/^\d{1,3}$/.test(delay)) throw new LedgerError('InvalidParameter', 'delaySeconds must be an integer 0 … 900');
-      const bytes = await readBodyLimited(c.req.raw, MAX_MESSAGE_BYTES).catch((e: unknown) => {
+      const bytes = await readBodyLimited(c, MAX_MESSAGE_BYTES).catch((e: unknown) => {
         if (e instanceof LedgerError && e.code === 'PayloadTooLarge') {
           throw new LedgerError('PayloadTooLarge', `A message must be at most ${MAX_MESSAGE_BYTES} bytes`);
         }

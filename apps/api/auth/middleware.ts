@@ -63,13 +63,8 @@ export function authMiddleware(auth: Authenticator): MiddlewareHandler {
         method: c.req.method,
         target,
         header: (name) => c.req.header(name),
-        body: async () => {
-          const raw = c.req.raw;
-          const bytes = await readBodyLimited(raw, MAX_SIGNED_BODY_BYTES);
-          // the stream is spent: the route reads the same bytes from a fresh request
-          c.req.raw = new Request(raw.url, { method: raw.method, headers: raw.headers, body: bytes.byteLength > 0 ? (bytes as Uint8Array<ArrayBuffer>) : null, signal: raw.signal });
-          return bytes;
-        },
+        // kept with the request: the route reads the same bytes again under its own limit
+        body: () => readBodyLimited(c, MAX_SIGNED_BODY_BYTES),
       });
     } catch (e) {
       if (isLedgerError(e) && e.code === 'PayloadTooLarge') {

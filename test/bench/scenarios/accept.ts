@@ -11,6 +11,7 @@ import { callerLoad, httpLoad } from '../lib/load.ts';
 import { createScratchDatabase, withClient } from '../lib/pg.ts';
 import { startLedger } from '../lib/proc.ts';
 import { log, type BenchScale, type Measurement } from '../lib/types.ts';
+import { cpuWindow, describeCpu, type CpuSplit } from '../lib/cpu.ts';
 
 const CONNECTIONS = 64;
 /** the peers get the pool size our API runs with by default (DB_POOL_SIZE) */
@@ -26,17 +27,19 @@ async function ours(amount: number): Promise<Measurement[]> {
       const count = async () =>
         (await sql<{ n: number }>`select count(*)::int as n from ledger.events where type = 'accepted'`.execute(db.handle.db)).rows[0]?.n ?? 0;
       const before = await count();
+      const cpu = cpuWindow(api.proc.pid);
       const r = await httpLoad({
         url: invokeUrl(api.baseUrl, 'bench_inline'),
         connections: CONNECTIONS,
         amount,
         headers: { 'x-amz-invocation-type': 'Event' },
       });
+      const split = cpu();
       const written = (await count()) - before;
       if (written !== r.ok) throw new Error(`${r.ok} requests answered 2xx but ${written} accepted events were written`);
       return [
         { scenario: 'accept', subject, metric: 'req/s', value: r.rps, unit: 'req/s', note: `${CONNECTIONS} connections, ${r.ok} × 202 = ${written} accepted events, ${r.non2xx} non-2xx, ${r.errors} errors` },
-        { scenario: 'accept', subject, metric: 'p99', value: r.p99, unit: 'ms' },
+        { scenario: 'accept', subject, metric: 'p99', value: r.p99, unit: 'ms', note: describeCpu(split, r.ok, 'API') },
       ];
     } finally {
       await api.stop();
@@ -55,14 +58,17 @@ async function graphile(seconds: number): Promise<Measurement[]> {
     await runMigrations({ connectionString: db.url });
     const utils = await makeWorkerUtils({ connectionString: db.url, maxPoolSize: PEER_POOL });
     let r;
+    let split: CpuSplit | null = null;
     try {
+      const cpu = cpuWindow(undefined);
       r = await callerLoad(CONNECTIONS, seconds, (i) => utils.addJob('noop', { i }));
+      split = cpu();
     } finally {
       await utils.release();
     }
     const written = await withClient(db.url, async (c) => (await c.query<{ n: number }>('select count(*)::int as n from graphile_worker._private_jobs')).rows[0]?.n);
     if (written !== r.ok) throw new Error(`graphile-worker: ${r.ok} addJob calls resolved but ${written} jobs exist`);
-    return [{ scenario: 'accept', subject: 'graphile-worker 0.16 addJob', metric: 'req/s', value: r.rps, unit: 'req/s', note: `${CONNECTIONS} in-process callers, pool ${PEER_POOL}, ${r.errors} errors` }];
+    return [{ scenario: 'accept', subject: 'graphile-worker 0.16 addJob', metric: 'req/s', value: r.rps, unit: 'req/s', note: `${CONNECTIONS} in-process callers, pool ${PEER_POOL}, ${r.errors} errors; ${describeCpu(split, r.ok, null, 'callers + library')}` }];
   } finally {
     await db.drop();
   }
@@ -75,15 +81,18 @@ async function pgboss(seconds: number): Promise<Measurement[]> {
     boss.on('error', () => {});
     await boss.start();
     let r;
+    let split: CpuSplit | null = null;
     try {
       await boss.createQueue('noop');
+      const cpu = cpuWindow(undefined);
       r = await callerLoad(CONNECTIONS, seconds, (i) => boss.send('noop', { i }));
+      split = cpu();
     } finally {
       await boss.stop({ graceful: false, wait: true, close: true });
     }
     const written = await withClient(db.url, async (c) => (await c.query<{ n: number }>(`select count(*)::int as n from pgboss.job where name = 'noop'`)).rows[0]?.n);
     if (written !== r.ok) throw new Error(`pg-boss: ${r.ok} send calls resolved but ${written} jobs exist`);
-    return [{ scenario: 'accept', subject: 'pg-boss 10 send', metric: 'req/s', value: r.rps, unit: 'req/s', note: `${CONNECTIONS} in-process callers, pool ${PEER_POOL}, ${r.errors} errors` }];
+    return [{ scenario: 'accept', subject: 'pg-boss 10 send', metric: 'req/s', value: r.rps, unit: 'req/s', note: `${CONNECTIONS} in-process callers, pool ${PEER_POOL}, ${r.errors} errors; ${describeCpu(split, r.ok, null, 'callers + library')}` }];
   } finally {
     await db.drop();
   }
