@@ -4,6 +4,7 @@
 // data-modifying CTEs over arrays passed through unnest, so a batch of any size costs
 // one round trip. The lifecycle rules are checked in JS before anything is sent.
 import { sql } from 'kysely';
+import { PREPARED } from './connection.ts';
 import { SequenceConflict } from './errors.ts';
 import {
   apply,
@@ -208,7 +209,7 @@ async function writeStatement(
     }
   }
 
-  const result = await sql<WrittenRow>`
+  const result = await sql<WrittenRow>`${sql.raw(PREPARED)}
     with ev as (
       insert into ledger.events (invocation_id, seq, type, attempt, data)
       select * from unnest(${eInv}::uuid[], ${eSeq}::int[], ${eType}::text[], ${eAttempt}::int[], ${eData}::jsonb[])

@@ -30,6 +30,8 @@ const envSchema = z.object({
   /** worker threads per memory size for MODULE handlers */
   RUNTIME_THREADS: int(4, 1, 256),
   DB_POOL_SIZE: int(20, 1, 500),
+  /** the ledger writer's statement as a named prepared statement; off behind PgBouncer < 1.21 in transaction mode */
+  DB_PREPARED_STATEMENTS: z.enum(['on', 'off']).default('on'),
   /** comma-separated host patterns HTTP functions and destinations may call; empty = any */
   HTTP_ALLOWLIST: z.string().default(''),
   /** GraphQL introspection (on by default: the API doubles as a playground) */

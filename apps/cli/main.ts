@@ -49,7 +49,7 @@ async function withDatabase<T>(config: Config, logger: Logger, fn: (url: string)
 async function start(config: Config, logger: Logger): Promise<void> {
   const database = await resolveDatabase(config, logger);
   await migrate(database.url, (m) => logger.info(m));
-  const handle = openDatabase(database.url, { max: config.DB_POOL_SIZE });
+  const handle = openDatabase(database.url, { max: config.DB_POOL_SIZE, preparedStatements: config.DB_PREPARED_STATEMENTS === 'on' });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const instanceId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
