@@ -73,21 +73,26 @@ export const DEFAULT_APP_ROLE = 'ledger_app';
 
 export function openDatabase(url: string, options: OpenOptions = {}): DatabaseHandle {
   const role = options.role ?? process.env.LEDGER_DB_ROLE ?? DEFAULT_APP_ROLE;
+  const prepared = options.preparedStatements !== false;
+  const startupOptions = [...(role ? [`-c role=${role}`] : []), ...(prepared ? ['-c plan_cache_mode=force_generic_plan'] : [])];
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'invoke-ledger',
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
-    // the role is part of the startup packet, so every connection acts as it from the start
-    ...(role ? { options: `-c role=${role}` } : {}),
+    // startup options, so every connection has them from the start: the role, and for the
+    // named (PREPARED) statements a generic plan from the first execution: PostgreSQL's
+    // default kept planning the writer for each batch's array sizes. Unnamed statements,
+    // everything else, are planned per execution whatever this says.
+    ...(startupOptions.length ? { options: startupOptions.join(' ') } : {}),
   });
   // A connection lost to a database restart must not crash the process: idle clients
   // report through the pool; a checked-out client (between two queries of a transaction)
   // emits on itself. pg-pool drops clients that are no longer queryable on release.
   pool.on('error', () => {});
   pool.on('connect', (client) => client.on('error', () => {}));
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: options.preparedStatements === false ? pool : preparingPool(pool) }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: prepared ? preparingPool(pool) : pool }) });
   let closed = false;
   return {
     db,

@@ -119,10 +119,11 @@ export async function appendBatch(
   const byInvocation = new Map<string, AppendedEvent[]>();
   let txNow: Date | null = null;
   for (const r of rows) {
-    txNow ??= r.occurred_at;
+    const occurredAt = new Date(r.occurred_ms);
+    txNow ??= occurredAt;
     let list = byInvocation.get(r.invocation_id);
     if (!list) byInvocation.set(r.invocation_id, (list = []));
-    list.push({ position: r.position, seq: r.seq, type: r.type as NewEvent['type'], occurredAt: r.occurred_at });
+    list.push({ position: r.position, seq: r.seq, type: r.type as NewEvent['type'], occurredAt });
   }
   const results = planned.map(({ req, state }) => ({
     invocationId: req.invocationId,
@@ -144,12 +145,28 @@ function resolveNow(state: InvocationState, now: Date): InvocationState {
   };
 }
 
+/**
+ * An array literal for elements that never need quoting: uuids, integers, timestamps
+ * as ISO strings and the lifecycle's own words. pg's serializer would run a regex over
+ * every element to escape it. Free text (function names, which may spell NULL, worker
+ * ids, JSON, logs) keeps pg's escaping.
+ */
+function plain(values: readonly (string | number | null)[]): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    out += `${i === 0 ? '' : ','}${v === null || v === undefined ? 'NULL' : v}`;
+  }
+  return `${out}}`;
+}
+
 interface WrittenRow {
   position: string;
   invocation_id: string;
   seq: number;
   type: string;
-  occurred_at: Date;
+  /** epoch milliseconds: a float8 costs the caller a parseFloat, a timestamptz a regex per row */
+  occurred_ms: number;
 }
 
 async function writeStatement(
@@ -212,7 +229,7 @@ async function writeStatement(
   const result = await sql<WrittenRow>`${sql.raw(PREPARED)}
     with ev as (
       insert into ledger.events (invocation_id, seq, type, attempt, data)
-      select * from unnest(${eInv}::uuid[], ${eSeq}::int[], ${eType}::text[], ${eAttempt}::int[], ${eData}::jsonb[])
+      select * from unnest(${plain(eInv)}::uuid[], ${plain(eSeq)}::int[], ${plain(eType)}::text[], ${plain(eAttempt)}::int[], ${eData}::jsonb[])
       returning position, invocation_id, seq, type, occurred_at
     ), proj as (
       insert into ledger.invocations as i (id, function_name, function_version, invocation_type, status, attempts,
@@ -221,10 +238,10 @@ async function writeStatement(
       select id, fn, ver, itype, status, attempts, failures, last_seq, last_type, idem, err_type, dl_reason,
         ledger.at_statement(accepted_at), ledger.at_statement(started_at), ledger.at_statement(finished_at),
         ledger.at_statement(updated_at)
-      from unnest(${p.id}::uuid[], ${p.fn}::text[], ${p.ver}::int[], ${p.itype}::text[], ${p.status}::text[],
-        ${p.attempts}::int[], ${p.failures}::int[], ${p.lastSeq}::int[], ${p.lastType}::text[], ${p.idem}::text[],
-        ${p.errType}::text[], ${p.dlReason}::text[], ${p.acceptedAt}::timestamptz[], ${p.startedAt}::timestamptz[],
-        ${p.finishedAt}::timestamptz[], ${p.updatedAt}::timestamptz[])
+      from unnest(${plain(p.id)}::uuid[], ${p.fn}::text[], ${plain(p.ver)}::int[], ${plain(p.itype)}::text[], ${plain(p.status)}::text[],
+        ${plain(p.attempts)}::int[], ${plain(p.failures)}::int[], ${plain(p.lastSeq)}::int[], ${plain(p.lastType)}::text[], ${p.idem}::text[],
+        ${p.errType}::text[], ${p.dlReason}::text[], ${plain(p.acceptedAt)}::timestamptz[], ${plain(p.startedAt)}::timestamptz[],
+        ${plain(p.finishedAt)}::timestamptz[], ${plain(p.updatedAt)}::timestamptz[])
         as t(id, fn, ver, itype, status, attempts, failures, last_seq, last_type, idem, err_type, dl_reason,
              accepted_at, started_at, finished_at, updated_at)
       on conflict (id) do update set
@@ -237,22 +254,23 @@ async function writeStatement(
         accepted_at, locked_by, lease_expires_at)
       select id, fn, ver, itype, attempt, ledger.at_statement(run_at), ledger.at_statement(accepted_at), locked_by,
              case when lease_ms is null then null else statement_timestamp() + make_interval(secs => lease_ms / 1000.0) end
-      from unnest(${q.id}::uuid[], ${q.fn}::text[], ${q.ver}::int[], ${q.itype}::text[], ${q.attempt}::int[],
-        ${q.runAt}::timestamptz[], ${q.acceptedAt}::timestamptz[], ${q.lockedBy}::text[], ${q.leaseMs}::int[])
+      from unnest(${plain(q.id)}::uuid[], ${q.fn}::text[], ${plain(q.ver)}::int[], ${plain(q.itype)}::text[], ${plain(q.attempt)}::int[],
+        ${plain(q.runAt)}::timestamptz[], ${plain(q.acceptedAt)}::timestamptz[], ${q.lockedBy}::text[], ${plain(q.leaseMs)}::int[])
         as t(id, fn, ver, itype, attempt, run_at, accepted_at, locked_by, lease_ms)
       on conflict (invocation_id) do update set
         attempt = excluded.attempt, run_at = excluded.run_at, locked_by = excluded.locked_by,
         lease_expires_at = excluded.lease_expires_at
     ), deq as (
-      delete from ledger.queue where invocation_id = any(${dequeue}::uuid[])
+      delete from ledger.queue where invocation_id = any(${plain(dequeue)}::uuid[])
     ), lg as (
       insert into ledger.attempt_logs (invocation_id, attempt, log)
-      select * from unnest(${logs.id}::uuid[], ${logs.attempt}::int[], ${logs.text}::text[])
+      select * from unnest(${plain(logs.id)}::uuid[], ${plain(logs.attempt)}::int[], ${logs.text}::text[])
       on conflict (invocation_id, attempt) do update set log = excluded.log
     ), wake as (
       select pg_notify(${EVENTS_CHANNEL}, '')
     )
-    select ev.* from ev, wake
+    select ev.position, ev.invocation_id, ev.seq, ev.type, (extract(epoch from ev.occurred_at) * 1000)::float8 as occurred_ms
+    from ev, wake
   `
     .execute(db)
     .catch((e: unknown) => {

@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
+import { withClient } from './pg.ts';
 
 export interface CpuSplit {
   /** wall-clock seconds of the window */
@@ -63,10 +64,14 @@ function sample(): Sample | null {
   return { at: performance.now(), procs, machine: [total - idle, total] };
 }
 
-/** Starts a window; the returned function ends it and splits the CPU time spent in between. */
-export function cpuWindow(productPid: number | undefined): () => CpuSplit | null {
+/**
+ * Starts a window; the returned function ends it and splits the CPU time spent in
+ * between. `productPid` is the product's process, which must still be running at the
+ * end (a process that has exited by then is not counted).
+ */
+export function cpuWindow(): (productPid?: number) => CpuSplit | null {
   const before = sample();
-  return () => {
+  return (productPid) => {
     const after = sample();
     if (!before || !after) return null;
     const split = { product: 0, postgres: 0, loadGenerator: 0, other: 0 };
@@ -81,6 +86,35 @@ export function cpuWindow(productPid: number | undefined): () => CpuSplit | null
     const busy = (after.machine[0] - before.machine[0]) / Math.max(1, after.machine[1] - before.machine[1]);
     return { seconds: (after.at - before.at) / 1000, ...split, busy };
   };
+}
+
+/** What a drain cost the server and the draining process, per job. */
+export interface DrainCost {
+  /** WAL written by the whole server during the window, bytes per job */
+  walBytesPerJob: number;
+  /** CPU of every PostgreSQL process, µs per job */
+  postgresUsPerJob: number | null;
+  /** CPU of the draining process (its startup included), µs per job */
+  workerUsPerJob: number | null;
+}
+
+/** A window over a drain: WAL position and CPU before, and per-job costs after. */
+export async function drainCostWindow(url: string): Promise<(jobs: number, workerPid: number | undefined) => Promise<DrainCost>> {
+  const walPosition = async () => withClient(url, async (c) => (await c.query<{ lsn: string }>('select pg_current_wal_insert_lsn()::text as lsn')).rows[0]?.lsn ?? '0/0');
+  const walBefore = await walPosition();
+  const cpu = cpuWindow();
+  return async (jobs, workerPid) => {
+    const split = cpu(workerPid);
+    const walAfter = await walPosition();
+    const walBytes = await withClient(url, async (c) => Number((await c.query<{ b: string }>('select pg_wal_lsn_diff($1, $2)::text as b', [walAfter, walBefore])).rows[0]?.b ?? 0));
+    const per = (s: number | undefined) => (split && s !== undefined ? Math.round((s / jobs) * 1e6) : null);
+    return { walBytesPerJob: Math.round(walBytes / jobs), postgresUsPerJob: per(split?.postgres), workerUsPerJob: per(split?.product) };
+  };
+}
+
+export function describeDrainCost(c: DrainCost): string {
+  const us = (v: number | null) => (v === null ? 'n/a' : `${v} µs`);
+  return `per job: WAL ${c.walBytesPerJob.toLocaleString('en-US')} B, PostgreSQL CPU ${us(c.postgresUsPerJob)}, worker process CPU ${us(c.workerUsPerJob)} (startup included)`;
 }
 
 /**

@@ -1,5 +1,6 @@
 // The targets, checked against one run's measurements (ratios within the run).
 import type { Measurement } from './types.ts';
+import { GRAPHILE_WORKER } from './peers.ts';
 
 export interface TargetResult {
   target: string;
@@ -22,7 +23,7 @@ export function evaluateTargets(ms: readonly Measurement[]): TargetResult[] {
     const v = values as number[];
     out.push({ target, status: ok(...v) ? 'met' : 'not met', detail: detail(...v) });
   };
-  const gw = find(ms, 'drain', 'graphile-worker 0.16', 'jobs/s');
+  const gw = find(ms, 'drain', GRAPHILE_WORKER, 'jobs/s');
   const inline = find(ms, 'drain', 'invoke-ledger (inline)', 'jobs/s');
   const thread = find(ms, 'drain', 'invoke-ledger (worker threads)', 'jobs/s');
   const epi = find(ms, 'drain', 'invoke-ledger (inline)', 'events/invocation');

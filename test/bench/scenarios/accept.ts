@@ -9,6 +9,7 @@ import { Unavailable, createLedgerDatabase } from '../lib/ledger.ts';
 import { invokeUrl, probeInvoke } from '../lib/lambda.ts';
 import { callerLoad, httpLoad } from '../lib/load.ts';
 import { createScratchDatabase, withClient } from '../lib/pg.ts';
+import { GRAPHILE_WORKER, PG_BOSS } from '../lib/peers.ts';
 import { startLedger } from '../lib/proc.ts';
 import { log, type BenchScale, type Measurement } from '../lib/types.ts';
 import { cpuWindow, describeCpu, type CpuSplit } from '../lib/cpu.ts';
@@ -27,14 +28,14 @@ async function ours(amount: number): Promise<Measurement[]> {
       const count = async () =>
         (await sql<{ n: number }>`select count(*)::int as n from ledger.events where type = 'accepted'`.execute(db.handle.db)).rows[0]?.n ?? 0;
       const before = await count();
-      const cpu = cpuWindow(api.proc.pid);
+      const cpu = cpuWindow();
       const r = await httpLoad({
         url: invokeUrl(api.baseUrl, 'bench_inline'),
         connections: CONNECTIONS,
         amount,
         headers: { 'x-amz-invocation-type': 'Event' },
       });
-      const split = cpu();
+      const split = cpu(api.proc.pid);
       const written = (await count()) - before;
       if (written !== r.ok) throw new Error(`${r.ok} requests answered 2xx but ${written} accepted events were written`);
       return [
@@ -60,7 +61,7 @@ async function graphile(seconds: number): Promise<Measurement[]> {
     let r;
     let split: CpuSplit | null = null;
     try {
-      const cpu = cpuWindow(undefined);
+      const cpu = cpuWindow();
       r = await callerLoad(CONNECTIONS, seconds, (i) => utils.addJob('noop', { i }));
       split = cpu();
     } finally {
@@ -68,7 +69,7 @@ async function graphile(seconds: number): Promise<Measurement[]> {
     }
     const written = await withClient(db.url, async (c) => (await c.query<{ n: number }>('select count(*)::int as n from graphile_worker._private_jobs')).rows[0]?.n);
     if (written !== r.ok) throw new Error(`graphile-worker: ${r.ok} addJob calls resolved but ${written} jobs exist`);
-    return [{ scenario: 'accept', subject: 'graphile-worker 0.16 addJob', metric: 'req/s', value: r.rps, unit: 'req/s', note: `${CONNECTIONS} in-process callers, pool ${PEER_POOL}, ${r.errors} errors; ${describeCpu(split, r.ok, null, 'callers + library')}` }];
+    return [{ scenario: 'accept', subject: `${GRAPHILE_WORKER} addJob`, metric: 'req/s', value: r.rps, unit: 'req/s', note: `${CONNECTIONS} in-process callers, pool ${PEER_POOL}, ${r.errors} errors; ${describeCpu(split, r.ok, null, 'callers + library')}` }];
   } finally {
     await db.drop();
   }
@@ -84,7 +85,7 @@ async function pgboss(seconds: number): Promise<Measurement[]> {
     let split: CpuSplit | null = null;
     try {
       await boss.createQueue('noop');
-      const cpu = cpuWindow(undefined);
+      const cpu = cpuWindow();
       r = await callerLoad(CONNECTIONS, seconds, (i) => boss.send('noop', { i }));
       split = cpu();
     } finally {
@@ -92,7 +93,7 @@ async function pgboss(seconds: number): Promise<Measurement[]> {
     }
     const written = await withClient(db.url, async (c) => (await c.query<{ n: number }>(`select count(*)::int as n from pgboss.job where name = 'noop'`)).rows[0]?.n);
     if (written !== r.ok) throw new Error(`pg-boss: ${r.ok} send calls resolved but ${written} jobs exist`);
-    return [{ scenario: 'accept', subject: 'pg-boss 10 send', metric: 'req/s', value: r.rps, unit: 'req/s', note: `${CONNECTIONS} in-process callers, pool ${PEER_POOL}, ${r.errors} errors; ${describeCpu(split, r.ok, null, 'callers + library')}` }];
+    return [{ scenario: 'accept', subject: `${PG_BOSS} send`, metric: 'req/s', value: r.rps, unit: 'req/s', note: `${CONNECTIONS} in-process callers, pool ${PEER_POOL}, ${r.errors} errors; ${describeCpu(split, r.ok, null, 'callers + library')}` }];
   } finally {
     await db.drop();
   }

@@ -2,11 +2,13 @@
 // worker-thread isolation) next to graphile-worker and pg-boss, each in its own child
 // process against its own fresh database on the same server.
 import { runMigrations } from 'graphile-worker';
+import { GRAPHILE_WORKER, PG_BOSS } from '../lib/peers.ts';
 import PgBoss from 'pg-boss';
 import { createLedgerDatabase, acceptMany, anyStartedSince, queueNotEmpty, readDrain, workerAvailable, Unavailable, type LedgerDatabase, type DrainReading } from '../lib/ledger.ts';
 import { createScratchDatabase, withClient } from '../lib/pg.ts';
 import { runScript, startLedger } from '../lib/proc.ts';
 import { log, type BenchScale, type Measurement } from '../lib/types.ts';
+import { drainCostWindow, describeDrainCost, type DrainCost } from '../lib/cpu.ts';
 
 export interface OurWorkerSettings {
   concurrency: number;
@@ -19,23 +21,33 @@ export const THREAD_WORKER: OurWorkerSettings = { concurrency: 64, claimBatchSiz
 export const GRAPHILE_CONCURRENCY = Number(process.env.BENCH_GRAPHILE_CONCURRENCY ?? 32);
 export const PGBOSS_LOOPS = Number(process.env.BENCH_PGBOSS_LOOPS ?? 4);
 
+/** What the peers' drain scripts print */
+interface PeerDrainResult {
+  jobs: number;
+  seconds: number;
+  clock: string;
+  cost: DrainCost;
+}
+
 /** Starts one `--role worker` process on an already filled database and waits until the queue is empty. */
 export async function drainWithOurWorker(
   db: LedgerDatabase,
   jobs: number,
   settings: OurWorkerSettings,
   sincePosition = '0',
-): Promise<DrainReading> {
+): Promise<DrainReading & { cost?: DrainCost }> {
   if (!workerAvailable()) throw new Unavailable('worker not available (apps/worker/index.ts is the placeholder)');
   if (process.env.BENCH_ANALYZE_QUEUE) {
     // diagnosis only: fresh planner statistics for the just-filled queue before the drain
     await withClient(db.url, (c) => c.query('analyze ledger.queue, ledger.invocations'));
   }
+  const cost = await drainCostWindow(db.url);
   const worker = await startLedger('worker', db.url, {
     WORKER_CONCURRENCY: String(settings.concurrency),
     CLAIM_BATCH_SIZE: String(settings.claimBatchSize),
     RUNTIME_THREADS: String(settings.threads),
   });
+  let drainCost: DrainCost | undefined;
   try {
     const started = Date.now();
     const limitMs = Math.max(120_000, jobs * 20); // ≥ 50 jobs/s or give up
@@ -44,7 +56,10 @@ export async function drainWithOurWorker(
     // once a second costs precision nowhere and load on the server as little as possible
     for (;;) {
       await new Promise((r) => setTimeout(r, 1_000));
-      if (!(await queueNotEmpty(db))) break;
+      if (!(await queueNotEmpty(db))) {
+        drainCost = await cost(jobs, worker.proc.pid);
+        break;
+      }
       const elapsed = Date.now() - started;
       if (!sawStart && elapsed > 20_000) {
         sawStart = await anyStartedSince(db, sincePosition);
@@ -57,7 +72,7 @@ export async function drainWithOurWorker(
   }
   const reading = await readDrain(db, sincePosition);
   if (reading.succeeded !== jobs) throw new Error(`expected ${jobs} succeeded, the ledger has ${reading.succeeded}`);
-  return reading;
+  return { ...reading, cost: drainCost };
 }
 
 async function ours(isolation: 'inline' | 'thread', jobs: number): Promise<Measurement[]> {
@@ -67,7 +82,7 @@ async function ours(isolation: 'inline' | 'thread', jobs: number): Promise<Measu
   try {
     await acceptMany(db, db.functions[isolation], jobs);
     const r = await drainWithOurWorker(db, jobs, settings);
-    const note = `concurrency ${settings.concurrency}, claim batch ${settings.claimBatchSize}${isolation === 'thread' ? `, ${settings.threads} threads` : ''}; ledger clock`;
+    const note = `concurrency ${settings.concurrency}, claim batch ${settings.claimBatchSize}${isolation === 'thread' ? `, ${settings.threads} threads` : ''}; ledger clock${r.cost ? `; ${describeDrainCost(r.cost)}` : ''}`;
     return [
       { scenario: 'drain', subject, metric: 'jobs/s', value: jobs / r.seconds, unit: 'jobs/s', note },
       { scenario: 'drain', subject, metric: 'events/invocation', value: r.events / r.invocations, unit: 'events' },
@@ -94,13 +109,13 @@ async function graphile(jobs: number): Promise<Measurement[]> {
         );
       }
     });
-    const r = await runScript<{ jobs: number; seconds: number; clock: string }>(
+    const r = await runScript<PeerDrainResult>(
       'peers/graphile-drain.ts',
       { BENCH_DATABASE_URL: db.url, BENCH_JOBS: String(jobs), BENCH_CONCURRENCY: String(GRAPHILE_CONCURRENCY) },
       Math.max(180_000, jobs * 10),
     );
-    const note = `concurrency ${GRAPHILE_CONCURRENCY} (0.16 has no localQueue/completeJobBatchDelay); ${r.clock}`;
-    return [{ scenario: 'drain', subject: 'graphile-worker 0.16', metric: 'jobs/s', value: r.jobs / r.seconds, unit: 'jobs/s', note }];
+    const note = `concurrency ${GRAPHILE_CONCURRENCY}, localQueue.size 500, completeJobBatchDelay 0; ${r.clock}; ${describeDrainCost(r.cost)}`;
+    return [{ scenario: 'drain', subject: GRAPHILE_WORKER, metric: 'jobs/s', value: r.jobs / r.seconds, unit: 'jobs/s', note }];
   } finally {
     await db.drop();
   }
@@ -117,13 +132,13 @@ async function pgboss(jobs: number): Promise<Measurement[]> {
       await boss.insert(Array.from({ length: Math.min(1000, jobs - done) }, (_, i) => ({ name: 'noop', data: { i: done + i } })));
     }
     await boss.stop({ graceful: false, wait: true, close: true });
-    const r = await runScript<{ jobs: number; seconds: number; clock: string }>(
+    const r = await runScript<PeerDrainResult>(
       'peers/pgboss-drain.ts',
       { BENCH_DATABASE_URL: db.url, BENCH_JOBS: String(jobs), BENCH_BATCH_SIZE: '500', BENCH_WORK_LOOPS: String(PGBOSS_LOOPS) },
       Math.max(180_000, jobs * 10),
     );
-    const note = `work() batchSize 500, pollingIntervalSeconds 0.5, ${PGBOSS_LOOPS} work loop(s); ${r.clock}`;
-    return [{ scenario: 'drain', subject: 'pg-boss 10', metric: 'jobs/s', value: r.jobs / r.seconds, unit: 'jobs/s', note }];
+    const note = `work() batchSize 500, pollingIntervalSeconds 0.5, ${PGBOSS_LOOPS} work loop(s); ${r.clock}; ${describeDrainCost(r.cost)}`;
+    return [{ scenario: 'drain', subject: PG_BOSS, metric: 'jobs/s', value: r.jobs / r.seconds, unit: 'jobs/s', note }];
   } finally {
     await db.drop();
   }
@@ -135,8 +150,8 @@ export async function drainScenario(scale: BenchScale): Promise<Measurement[]> {
   const out: Measurement[] = [];
   log(`drain: ${scale.drainJobs} jobs`);
   const subjects: [string, string, () => Promise<Measurement[]>][] = [
-    ['graphile', 'graphile-worker 0.16', () => graphile(scale.drainJobs)],
-    ['pgboss', 'pg-boss 10', () => pgboss(scale.drainJobs)],
+    ['graphile', GRAPHILE_WORKER, () => graphile(scale.drainJobs)],
+    ['pgboss', PG_BOSS, () => pgboss(scale.drainJobs)],
     ['inline', 'invoke-ledger (inline)', () => ours('inline', scale.drainJobs)],
     ['thread', 'invoke-ledger (worker threads)', () => ours('thread', scale.drainJobs)],
   ];
