@@ -55,7 +55,7 @@ async function runAttempt(msg: RunMessage): Promise<void> {
   }
 
   const deadline = Date.now() + msg.timeoutMs;
-  post({ t: 'started', id, deadline });
+  if (!msg.warm) post({ t: 'started', id, deadline });
   const context = new AttemptContext({
     invocationId: msg.invocationId,
     functionName: msg.functionName,

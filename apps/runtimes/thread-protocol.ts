@@ -16,6 +16,11 @@ export interface RunMessage {
   attempt: number;
   timeoutMs: number;
   clientContext: unknown;
+  /**
+   * The thread has run this module before, so the main thread started the function's
+   * timeout when it sent the attempt: no `started` message comes back.
+   */
+  warm?: boolean;
 }
 
 export interface InspectMessage {

@@ -34,6 +34,17 @@ describe('thread isolation', () => {
     expect(next).toMatchObject({ ok: true, result: { sync: 'after' } });
   });
 
+  it('times out a handler whose module the thread has already loaded (no started message)', async () => {
+    const fn = moduleFunction('infinite-loop.ts#spinWhenAsked', { timeoutMs: 300 });
+    expect(await runtimes.run(fn, attemptRequest({ spin: false }))).toMatchObject({ ok: true, result: 'returned' });
+    const started = Date.now();
+    const outcome = await runtimes.run(fn, attemptRequest({ spin: true }));
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(outcome).toMatchObject({ ok: false, error: { errorType: 'Sandbox.Timedout', errorMessage: 'Task timed out after 0.30 seconds' } });
+    // the replacement thread loads the module cold again and serves
+    expect(await runtimes.run(fn, attemptRequest({ spin: false }))).toMatchObject({ ok: true, result: 'returned' });
+  });
+
   it('replaces a killed thread but reuses one whose handler honoured the signal', async () => {
     const fn = moduleFunction('thread-id.ts', { timeoutMs: 300, memoryMb: 48 });
     const first = await runtimes.run(fn, attemptRequest());
