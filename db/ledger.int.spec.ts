@@ -134,6 +134,17 @@ describe('the one writer', () => {
     expect(await eventCount()).toBe(before);
   });
 
+  it('refuses an invocation id that is not a plain uuid before sending anything', async () => {
+    const before = await eventCount();
+    const accepted = { type: 'accepted' as const, data: { functionName: fn.name, functionVersion: fn.version, invocationType: 'async' as const, payload: null, idempotencyKey: null } };
+    // two valid uuids joined by a comma would split into two array elements if sent as is
+    const joined = `${crypto.randomUUID()},${crypto.randomUUID()}`;
+    for (const invocationId of [joined, '{x}', 'NULL', '']) {
+      await expect(appendEvents(t.db, { invocationId, expectedSeq: 0, events: [accepted] })).rejects.toThrow(/not a plain array element/);
+    }
+    expect(await eventCount()).toBe(before);
+  });
+
   it('writes a batch for many invocations in one statement and keeps projections in step', async () => {
     const accepted = await acceptInvocations(
       t.db,

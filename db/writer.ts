@@ -155,10 +155,16 @@ function plain(values: readonly (string | number | null)[]): string {
   let out = '{';
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
+    // a test, not a replace: no new string per element, and a value that would need
+    // quoting (an id that is not a uuid, say) can never shift the arrays out of line
+    if (typeof v === 'string' && (NEEDS_QUOTES.test(v) || v.length === 0 || (v.length === 4 && v.toUpperCase() === 'NULL'))) {
+      throw new Error(`not a plain array element: ${JSON.stringify(v)}`);
+    }
     out += `${i === 0 ? '' : ','}${v === null || v === undefined ? 'NULL' : v}`;
   }
   return `${out}}`;
 }
+const NEEDS_QUOTES = /[\s,{}"\\]/;
 
 interface WrittenRow {
   position: string;
