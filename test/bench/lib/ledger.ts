@@ -34,6 +34,10 @@ export async function createLedgerDatabase(label: string): Promise<LedgerDatabas
       for (const [k, v] of settings) await c.query(`alter database "${scratch.name}" set ${k.replace(/[^\w.]/g, '')} = '${v.replace(/'/g, "''")}'`);
     });
   }
+  // BENCH_DROP_INDEXES="events_tx_order,…": diagnosis only, what ledger indexes cost a drain
+  for (const index of (process.env.BENCH_DROP_INDEXES ?? '').split(',').filter(Boolean)) {
+    await withClient(scratch.url, (c) => c.query(`drop index ledger."${index.replace(/[^\w]/g, '')}"`));
+  }
   const explainMs = process.env.BENCH_AUTO_EXPLAIN;
   if (explainMs) {
     // BENCH_AUTO_EXPLAIN=<ms>: the server logs the plan (ANALYZE, BUFFERS) of every statement
