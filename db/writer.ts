@@ -33,17 +33,9 @@ export interface AppendRequest {
   log?: { attempt: number; text: string };
 }
 
-export interface AppendedEvent {
-  position: string;
-  seq: number;
-  type: NewEvent['type'];
-  occurredAt: Date;
-}
-
 export interface AppendResult {
   invocationId: string;
   state: InvocationState;
-  events: AppendedEvent[];
 }
 
 /** A rejected request inside a batch: the others still commit. */
@@ -115,21 +107,9 @@ export async function appendBatch(
   }
   if (planned.length === 0) return { results: [], rejected };
 
-  const rows = await writeStatement(db, planned);
-  const byInvocation = new Map<string, AppendedEvent[]>();
-  let txNow: Date | null = null;
-  for (const r of rows) {
-    const occurredAt = new Date(r.occurred_ms);
-    txNow ??= occurredAt;
-    let list = byInvocation.get(r.invocation_id);
-    if (!list) byInvocation.set(r.invocation_id, (list = []));
-    list.push({ position: r.position, seq: r.seq, type: r.type as NewEvent['type'], occurredAt });
-  }
-  const results = planned.map(({ req, state }) => ({
-    invocationId: req.invocationId,
-    state: resolveNow(state, txNow ?? new Date()),
-    events: (byInvocation.get(req.invocationId) ?? []).sort((a, b) => a.seq - b.seq),
-  }));
+  // the events' occurred_at and every projection timestamp are this statement's time
+  const txNow = await writeStatement(db, planned);
+  const results = planned.map(({ req, state }) => ({ invocationId: req.invocationId, state: resolveNow(state, txNow) }));
   return { results, rejected };
 }
 
@@ -166,19 +146,10 @@ function plain(values: readonly (string | number | null)[]): string {
 }
 const NEEDS_QUOTES = /[\s,{}"\\]/;
 
-interface WrittenRow {
-  position: string;
-  invocation_id: string;
-  seq: number;
-  type: string;
-  /** epoch milliseconds: a float8 costs the caller a parseFloat, a timestamptz a regex per row */
-  occurred_ms: number;
-}
-
 async function writeStatement(
   db: Executor,
   planned: readonly { req: AppendRequest; state: InvocationState }[],
-): Promise<WrittenRow[]> {
+): Promise<Date> {
   // events
   const eInv: string[] = [];
   const eSeq: number[] = [];
@@ -232,11 +203,10 @@ async function writeStatement(
     }
   }
 
-  const result = await sql<WrittenRow>`${sql.raw(PREPARED)}
+  const result = await sql<{ occurred_ms: number }>`${sql.raw(PREPARED)}
     with ev as (
       insert into ledger.events (invocation_id, seq, type, attempt, data)
       select * from unnest(${plain(eInv)}::uuid[], ${plain(eSeq)}::int[], ${plain(eType)}::text[], ${plain(eAttempt)}::int[], ${eData}::jsonb[])
-      returning position, invocation_id, seq, type, occurred_at
     ), proj as (
       insert into ledger.invocations as i (id, function_name, function_version, invocation_type, status, attempts,
         failures_since_redrive, last_seq, last_event_type, idempotency_key, error_type, dead_letter_reason,
@@ -275,8 +245,9 @@ async function writeStatement(
     ), wake as (
       select pg_notify(${EVENTS_CHANNEL}, '')
     )
-    select ev.position, ev.invocation_id, ev.seq, ev.type, (extract(epoch from ev.occurred_at) * 1000)::float8 as occurred_ms
-    from ev, wake
+    -- one row, not one per event: nothing needs them back. Epoch milliseconds, because a
+    -- float8 costs the caller a parseFloat where a timestamptz costs a regex
+    select (extract(epoch from statement_timestamp()) * 1000)::float8 as occurred_ms from wake
   `
     .execute(db)
     .catch((e: unknown) => {
@@ -286,7 +257,7 @@ async function writeStatement(
       }
       throw e;
     });
-  return result.rows;
+  return new Date((result.rows[0] as { occurred_ms: number }).occurred_ms);
 }
 
 interface StateRow {
