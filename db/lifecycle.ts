@@ -127,6 +127,10 @@ export class LifecycleViolation extends Error {
 export function whyNot(state: InvocationState | undefined, event: NewEvent): string | null {
   if (!state) return event.type === 'accepted' ? null : 'the first event must be accepted';
   if (event.type === 'accepted') return 'an invocation is accepted once';
+  // a failed async attempt carries its decision: only that decision may follow it
+  if (state.pendingAfterFailure !== null && event.type !== state.pendingAfterFailure) {
+    return `a failed async attempt is followed by ${state.pendingAfterFailure}, not ${event.type}`;
+  }
   const s = state.status;
   switch (event.type) {
     case 'started':

@@ -119,6 +119,15 @@ describe('lifecycle rules', () => {
     expect(whyNot(s, { type: 'redriven', data: { by: 'x' } })).toMatch(/only dead letters/);
     const sync = apply(apply(undefined, accepted('sync'), ID, T0), { type: 'started', data: { attempt: 1, workerId: 'w' } }, ID, T0);
     expect(whyNot(sync, { type: 'failed', data: { attempt: 1, error: err, willRetry: true, durationMs: 0 } })).toMatch(/only async/);
+    // an async failure is followed by its own decision and nothing else (a fast-check counterexample)
+    const asyncRunning = apply(apply(undefined, accepted('async'), ID, T0), { type: 'started', data: { attempt: 1, workerId: 'w' } }, ID, T0);
+    const failedFinal = apply(asyncRunning, { type: 'failed', data: { attempt: 1, error: err, willRetry: false, durationMs: 1 } }, ID, T0);
+    expect(whyNot(failedFinal, { type: 'succeeded', data: { attempt: 1, result: 1, durationMs: 1 } })).toMatch(/followed by dead_lettered, not succeeded/);
+    expect(whyNot(failedFinal, { type: 'failed', data: { attempt: 1, error: err, willRetry: true, durationMs: 1 } })).toMatch(/followed by dead_lettered/);
+    expect(whyNot(failedFinal, { type: 'retried', data: { attempt: 2, runAt: T0.toISOString(), delayMs: 0 } })).toMatch(/followed by dead_lettered/);
+    expect(whyNot(failedFinal, { type: 'dead_lettered', data: { reason: 'RetriesExhausted' } })).toBeNull();
+    const failedRetry = apply(asyncRunning, { type: 'failed', data: { attempt: 1, error: err, willRetry: true, durationMs: 1 } }, ID, T0);
+    expect(whyNot(failedRetry, { type: 'dead_lettered', data: { reason: 'EventAgeExceeded' } })).toMatch(/followed by retried/);
     const done = apply(sync, { type: 'succeeded', data: { attempt: 1, result: null, durationMs: 0 } }, ID, T0);
     for (const e of [{ type: 'cancelled', data: { reason: 'x' } }, { type: 'redriven', data: { by: 'x' } }] as NewEvent[]) {
       expect(whyNot(done, e)).not.toBeNull();
@@ -132,6 +141,15 @@ describe('lifecycle rules', () => {
         assertValidStream(stream);
       }),
       { numRuns: 2_000 },
+    );
+  });
+
+  it('property: the counterexample seed CI found stays fixed', () => {
+    fc.assert(
+      fc.property(fc.array(command(fc.integer({ min: 1, max: 6 })), { maxLength: 40 }), (commands) => {
+        assertValidStream(play(commands).stream);
+      }),
+      { seed: 1524409849, path: '720:3:5:8:8:10', endOnFailure: true },
     );
   });
 
