@@ -19,8 +19,11 @@ describe('AttemptLog', () => {
         const tail = tailBytes(text, max);
         expect(Buffer.byteLength(tail)).toBeLessThanOrEqual(Math.max(max, 0));
         expect(text.endsWith(tail)).toBe(true);
-        expect(tail).not.toContain('\uFFFD');
+        // a split character would decode as U+FFFD; a text may hold that character itself
+        // (CI's fast-check found ["\uFFFD", 3]), and then the suffix check above decides
+        if (!text.includes('\uFFFD')) expect(tail).not.toContain('\uFFFD');
       }),
+      { examples: [['\uFFFD', 3]] },
     );
   });
 });
