@@ -162,6 +162,15 @@ export function whyNot(state: InvocationState | undefined, event: NewEvent): str
   }
 }
 
+/**
+ * Why a stream, or one append to it, may not end at `state`, or null when it may. A failed
+ * async attempt carries its decision, and the decision (retried or dead_lettered) is
+ * written with it.
+ */
+export function whyNotAtEnd(state: InvocationState): string | null {
+  return state.pendingAfterFailure === null ? null : `a failed async attempt must be followed by ${state.pendingAfterFailure} in the same append`;
+}
+
 /** Folds one event into the state; throws LifecycleViolation when it may not follow. */
 export function apply(
   state: InvocationState | undefined,

@@ -2,7 +2,7 @@
 // compares the replay with the live projections; `rebuildProjections` replaces them
 // with it. Both page through invocations so that memory stays flat on big ledgers.
 import { sql } from 'kysely';
-import { fold, isQueued, type InvocationState, type LedgerEvent } from './lifecycle.ts';
+import { fold, isQueued, whyNotAtEnd, type InvocationState, type LedgerEvent } from './lifecycle.ts';
 import { toLedgerEvent, type EventRowRaw } from './invocations.ts';
 import type { Db, Executor } from './schema.ts';
 import { stateFromRow } from './writer.ts';
@@ -71,7 +71,8 @@ export async function verifyLedger(db: Db): Promise<VerifyProblem[]> {
         const a = (e.data as { attempt?: number }).attempt;
         if (e.attempt !== (a ?? null)) problems.push({ invocationId: id, problem: `seq ${e.seq}: attempt column ${e.attempt} ≠ data ${a}` });
       }
-      if (replayed.pendingAfterFailure) problems.push({ invocationId: id, problem: 'ends on a failed attempt without its decision' });
+      const unfinished = whyNotAtEnd(replayed);
+      if (unfinished !== null) problems.push({ invocationId: id, problem: `ends unfinished: ${unfinished}` });
       const row = live.get(id);
       if (!row) {
         problems.push({ invocationId: id, problem: 'has events but no projection row' });

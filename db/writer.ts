@@ -11,6 +11,7 @@ import {
   attemptOf,
   isQueued,
   LifecycleViolation,
+  whyNotAtEnd,
   type InvocationState,
   type NewEvent,
 } from './lifecycle.ts';
@@ -91,14 +92,8 @@ export async function appendBatch(
       let state = prior;
       for (const e of req.events) state = apply(state, e, req.invocationId, TX_NOW);
       if (!state) throw new LifecycleViolation(req.invocationId, null, 'accepted', 'nothing to append');
-      if (state.pendingAfterFailure) {
-        throw new LifecycleViolation(
-          req.invocationId,
-          'failed',
-          state.pendingAfterFailure,
-          'a failed async attempt is appended together with its retry or dead letter',
-        );
-      }
+      const unfinished = whyNotAtEnd(state);
+      if (unfinished !== null) throw new LifecycleViolation(req.invocationId, 'failed', state.pendingAfterFailure ?? 'failed', unfinished);
       planned.push({ req, state });
     } catch (e) {
       if (!(e instanceof LifecycleViolation)) throw e;
