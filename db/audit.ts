@@ -1,8 +1,9 @@
-// Login roles for the SQL audit surface (ledger.md §4). Migration 0002 creates the
+// Login roles for the SQL audit surface (docs/graphql.md, docs/audit.md). Migration 0002 creates the
 // NOLOGIN role `ledger_auditor` (SELECT on schema `audit` only); a person or a BI tool
 // gets a LOGIN role that inherits it, so revoking one login never touches the others.
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
+import type pg from 'pg';
 import { LedgerError } from './errors.ts';
 import type { Db, Executor } from './schema.ts';
 
@@ -94,4 +95,43 @@ export function auditorConnectionString(url: string, user: string, password: str
 /** A password for a login created without --password: 24 URL-safe characters. */
 export function generatePassword(): string {
   return randomBytes(18).toString('base64url');
+}
+
+export interface AuditQueryResult {
+  /** column names in order (duplicates kept) */
+  columns: string[];
+  /** PostgreSQL type OIDs of the columns, for alignment */
+  columnTypes: number[];
+  rows: unknown[][];
+}
+
+/**
+ * Runs one statement of anyone's SQL the way an auditor would: in a READ ONLY transaction
+ * on a connection whose role is ledger_auditor (open it with `role: AUDITOR_ROLE`), with a
+ * statement timeout, rolled back afterwards. Parameters are bound ($1, $2, …), never
+ * spliced, and the extended protocol refuses a second statement in the text. A convenience
+ * for whoever holds DATABASE_URL, not a boundary against them: the boundary is a login made
+ * by `audit-role` (docs/audit.md).
+ */
+export async function runAuditQuery(pool: pg.Pool, text: string, params: readonly unknown[], timeoutMs = 300_000): Promise<AuditQueryResult> {
+  const client = await pool.connect();
+  try {
+    const { rows: who } = await client.query<{ role: string }>('select current_user as role');
+    if (who[0]?.role !== AUDITOR_ROLE) {
+      throw new LedgerError('InvalidParameter', `the connection acts as ${who[0]?.role ?? 'nobody'}, not ${AUDITOR_ROLE}`);
+    }
+    await client.query('begin read only');
+    try {
+      await client.query(`select set_config('statement_timeout', $1, true)`, [`${Math.max(1, Math.floor(timeoutMs))}ms`]);
+      // extended protocol even without parameters: one statement, no `…; set role …` after it
+      const query = { text, values: [...params], rowMode: 'array' as const, queryMode: 'extended' } as pg.QueryArrayConfig;
+      const result = await client.query(query);
+      const fields = result.fields ?? [];
+      return { columns: fields.map((f) => f.name), columnTypes: fields.map((f) => f.dataTypeID), rows: (result.rows ?? []) as unknown[][] };
+    } finally {
+      await client.query('rollback').catch(() => {});
+    }
+  } finally {
+    client.release();
+  }
 }

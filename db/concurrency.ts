@@ -1,6 +1,7 @@
 // reservedConcurrency across every process: running attempts are the leased rows of the
 // queue table (sync, async and poll alike), counted under the function's concurrency row
-// lock so that two claimers cannot both take the last slot.
+// lock so that two claimers cannot both take the last slot. Replays (docs/replay.md) have
+// their own limit and do not count here: a replay run cannot take live traffic's slots.
 import { sql } from 'kysely';
 import type { Executor } from './schema.ts';
 
@@ -17,7 +18,7 @@ export async function lockFreeSlots(tx: Executor, names: readonly string[]): Pro
   if (locked.length === 0) return new Map();
   const { rows: running } = await sql<{ function_name: string; running: number }>`
     select function_name, count(*)::int as running from ledger.queue
-    where function_name = any(${locked.map((l) => l.name)}::text[]) and locked_by is not null group by function_name`.execute(tx);
+    where function_name = any(${locked.map((l) => l.name)}::text[]) and locked_by is not null and invocation_type <> 'replay' group by function_name`.execute(tx);
   const runningBy = new Map(running.map((r) => [r.function_name, r.running]));
   return new Map(locked.map((r) => [r.name, Math.max(0, r.reserved - (runningBy.get(r.name) ?? 0))]));
 }

@@ -13,11 +13,35 @@ export type LedgerErrorCode =
   | 'LifecycleViolation'
   | 'TooManyRequests'
   | 'ServiceUnavailable'
+  | 'SubscriberTooSlow'
+  | 'InvocationInProgress'
+  | 'RecursiveInvocation'
   | 'Unauthorized'
   | 'Forbidden'
   | 'QueueNotFound'
   | 'QueueExists'
-  | 'EventSourceMappingNotFound';
+  | 'EventSourceMappingNotFound'
+  | 'EventSourceMappingExists'
+  // tamper evidence (docs/tamper-evidence.md)
+  | 'EventNotFound'
+  | 'TreeHeadNotFound'
+  | 'NotYetSealed'
+  // code packages (docs/code.md)
+  | 'InvalidCodePackage'
+  | 'CodePackageTooLarge'
+  | 'CodeStorageExceeded'
+  | 'CodePackageNotFound'
+  | 'CodePackageCorrupt'
+  // the control-plane ledger (docs/changes.md): a change made against a stale revision
+  | 'RevisionConflict'
+  // schedules (docs/schedules.md)
+  | 'ScheduleNotFound'
+  | 'ScheduleExists'
+  // replay runs (docs/replay.md)
+  | 'ReplayNotFound'
+  // streams (docs/streams.md)
+  | 'StreamNotFound'
+  | 'StreamExists';
 
 export class LedgerError extends Error {
   constructor(
@@ -58,4 +82,17 @@ export function isDatabaseUnavailable(e: unknown): boolean {
   return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|the database system is (starting up|shutting down)/i.test(
     msg,
   );
+}
+
+/**
+ * SQLSTATEs of a transaction PostgreSQL rolled back because of a concurrent one (deadlock,
+ * serialization failure, a lock not granted in time): nothing was written, and the same
+ * request may simply be sent again.
+ */
+const CONFLICT_SQLSTATES = new Set(['40P01', '40001', '55P03']);
+
+export function isTransientConflict(e: unknown): boolean {
+  if (!e || typeof e !== 'object') return false;
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'string' && CONFLICT_SQLSTATES.has(code);
 }

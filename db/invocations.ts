@@ -2,9 +2,21 @@
 // Both edges (HTTP and GraphQL) and the worker (destinations) call these.
 import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
+import { cancelEvents, redriveEvents } from './decisions.ts';
 import { LedgerError, SequenceConflict } from './errors.ts';
 import type { FunctionVersion } from './functions.ts';
-import type { FunctionErrorData, InvocationState, InvocationType, LedgerEvent, NewEvent } from './lifecycle.ts';
+import {
+  isLoopStopped,
+  TERMINAL_STATUSES,
+  type FunctionErrorData,
+  type InvocationRetryPolicy,
+  type InvocationState,
+  type InvocationType,
+  type LedgerEvent,
+  type NewEvent,
+  type ScheduleInputRecord,
+  type StreamBatchSource,
+} from './lifecycle.ts';
 import type { Db, Executor } from './schema.ts';
 import { appendBatch, loadStates, stateFromRow } from './writer.ts';
 
@@ -17,8 +29,26 @@ export interface AcceptRequest {
   idempotencyKey?: string | null;
   /** sync: the attempt starts in the same transaction, held by this worker id */
   startedBy?: string;
+  /** invocations before this one in its chain (docs/worker.md, recursive loops); 0 or absent from outside */
+  chainDepth?: number;
+  /** async: at this depth the invocation is accepted and dead-lettered as RecursiveInvocationLoop (0: no limit) */
+  maxChainDepth?: number;
   /** lease of that attempt */
   leaseMs?: number;
+  /** W3C trace context to store with `accepted`, so attempts in any process join the trace */
+  trace?: { traceparent?: string; tracestate?: string };
+  /** the alias it was invoked through (recorded in `accepted`; fn is the version the alias picked) */
+  alias?: string;
+  /** the version number the caller named (`name:3`; recorded in `accepted`); absent when unqualified or through an alias */
+  qualifier?: string;
+  /** a replay invocation (docs/replay.md): its run and the original; recorded in `accepted` */
+  replay?: { replayId: string; of: string };
+  /** async: retry limits of its own, in place of the function's (a schedule tick's RetryPolicy) */
+  retryPolicy?: InvocationRetryPolicy;
+  /** a schedule tick: the input template each attempt's event is rendered from (docs/schedules.md) */
+  scheduleInput?: ScheduleInputRecord;
+  /** a stream batch: where its records are (recorded in `accepted`) */
+  stream?: StreamBatchSource;
 }
 
 export interface Accepted {
@@ -84,10 +114,21 @@ export async function acceptInvocations(db: Db | Executor, requests: readonly Ac
               invocationType: r.invocationType,
               payload: r.payload ?? null,
               idempotencyKey: r.idempotencyKey ?? null,
+              ...(r.chainDepth ? { chainDepth: r.chainDepth } : {}),
+              ...(r.trace?.traceparent ? { traceparent: r.trace.traceparent } : {}),
+              ...(r.trace?.tracestate ? { tracestate: r.trace.tracestate } : {}),
+              ...(r.alias ? { alias: r.alias } : {}),
+              ...(r.qualifier ? { qualifier: r.qualifier } : {}),
+              ...(r.replay ? { replay: { replayId: r.replay.replayId, of: r.replay.of } } : {}),
+              ...(r.retryPolicy ? { retryPolicy: { maxRetries: r.retryPolicy.maxRetries, maxEventAgeSeconds: r.retryPolicy.maxEventAgeSeconds } } : {}),
+              ...(r.scheduleInput ? { scheduleInput: r.scheduleInput } : {}),
+              ...(r.stream ? { stream: { ...r.stream } } : {}),
             },
           },
         ];
-        if (r.startedBy) events.push({ type: 'started', data: { attempt: 1, workerId: r.startedBy } });
+        if (r.invocationType === 'async' && isLoopStopped(r.chainDepth ?? 0, r.maxChainDepth ?? 0)) {
+          events.push({ type: 'dead_lettered', data: { reason: 'RecursiveInvocationLoop' } });
+        } else if (r.startedBy) events.push({ type: 'started', data: { attempt: 1, workerId: r.startedBy } });
         return { invocationId: ids[i] as string, expectedSeq: 0, events, ...(r.leaseMs ? { leaseMs: r.leaseMs } : {}) };
       }),
     );
@@ -218,7 +259,25 @@ export async function attemptLogTail(db: Executor, id: string, attempt: number, 
   return buf.subarray(Math.max(0, buf.length - bytes)).toString('utf8');
 }
 
-async function transition(db: Db, ids: readonly string[], event: NewEvent, what: string): Promise<InvocationState[]> {
+export interface AttemptLogText {
+  attempt: number;
+  /** what the attempt printed: its last 64 KB */
+  log: string;
+}
+
+/** The stored log of every attempt of these invocations, by invocation, oldest attempt first. */
+export async function attemptLogsOf(db: Executor, ids: readonly string[]): Promise<Map<string, AttemptLogText[]>> {
+  const valid = ids.filter((id) => UUID.test(id));
+  const out = new Map<string, AttemptLogText[]>(ids.map((id) => [id, []]));
+  if (valid.length === 0) return out;
+  const { rows } = await sql<{ invocation_id: string; attempt: number; log: string }>`
+    select invocation_id, attempt, log from ledger.attempt_logs
+    where invocation_id = any(${valid}::uuid[]) order by invocation_id, attempt`.execute(db);
+  for (const r of rows) out.get(r.invocation_id)?.push({ attempt: r.attempt, log: r.log });
+  return out;
+}
+
+async function transition(db: Db, ids: readonly string[], events: NewEvent[], what: string): Promise<InvocationState[]> {
   for (const id of ids) if (!UUID.test(id)) throw new LedgerError('InvocationNotFound', `Invocation not found: ${id}`);
   return db.transaction().execute(async (tx) => {
     const states = await loadStates(tx, ids);
@@ -227,7 +286,7 @@ async function transition(db: Db, ids: readonly string[], event: NewEvent, what:
       tx,
       ids.map((id) => {
         const prior = states.get(id) as InvocationState;
-        return { invocationId: id, expectedSeq: prior.lastSeq, prior, events: [event] };
+        return { invocationId: id, expectedSeq: prior.lastSeq, prior, events };
       }),
     );
     if (rejected[0]) {
@@ -241,11 +300,20 @@ async function transition(db: Db, ids: readonly string[], event: NewEvent, what:
 
 /** `redriven`: a dead letter is queued again with a fresh retry budget. */
 export function redrive(db: Db, ids: readonly string[], by: string): Promise<InvocationState[]> {
-  return transition(db, ids, { type: 'redriven', data: { by } }, 'redrive');
+  return transition(db, ids, redriveEvents(by), 'redrive');
 }
 
 /** `cancelled`: only queued or retry-scheduled invocations. */
 export function cancel(db: Db, ids: readonly string[], reason: string): Promise<InvocationState[]> {
-  return transition(db, ids, { type: 'cancelled', data: { reason } }, 'cancel');
+  return transition(db, ids, cancelEvents(reason), 'cancel');
 }
 
+
+/** Which of these invocations have ended (one query for any number of waiters). */
+export async function finishedAmong(db: Executor, ids: readonly string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const { rows } = await sql<{ id: string }>`
+    select id from ledger.invocations
+    where id = any(${ids}::uuid[]) and status = any(${[...TERMINAL_STATUSES]}::text[])`.execute(db);
+  return rows.map((r) => r.id);
+}

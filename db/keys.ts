@@ -5,7 +5,9 @@
 // under LEDGER_SECRET_KEY when one is configured, and stored as is otherwise.
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
+import { appendChange } from './changes.ts';
 import { LedgerError } from './errors.ts';
+import { inTransaction } from './functions.ts';
 import type { Executor } from './schema.ts';
 
 export const SCOPES = ['invoke', 'admin', 'audit'] as const;
@@ -121,7 +123,7 @@ export function parseScopes(input: string | readonly string[]): Scope[] {
 export async function createApiKey(
   db: Executor,
   input: { name?: string | null; scopes: string | readonly string[] },
-  options: { secretKey?: string | null } = {},
+  options: { secretKey?: string | null; actor?: string } = {},
 ): Promise<CreatedApiKey> {
   const scopes = parseScopes(input.scopes);
   const name = input.name ?? null;
@@ -130,10 +132,15 @@ export async function createApiKey(
   const secret = randomBytes(32).toString('base64url');
   const secretAccessKey = randomBytes(30).toString('base64'); // 40 characters, like AWS's
   const { format, sealed } = sealSigV4Secret(id, secretAccessKey, options.secretKey);
-  const { rows } = await sql<KeyRow>`
-    insert into ledger.api_keys (id, name, scopes, secret_sha256, sigv4_secret_format, sigv4_secret)
-    values (${id}, ${name}, ${scopes}::text[], ${sha256(secret)}, ${format}, ${sealed})
-    returning *`.execute(db);
+  // the key and its change in ledger.changes (docs/changes.md) together; never a secret in the change
+  const rows = await inTransaction(db, async (tx) => {
+    const inserted = await sql<KeyRow>`
+      insert into ledger.api_keys (id, name, scopes, secret_sha256, sigv4_secret_format, sigv4_secret)
+      values (${id}, ${name}, ${scopes}::text[], ${sha256(secret)}, ${format}, ${sealed})
+      returning *`.execute(tx);
+    await appendChange(tx, { resourceType: 'api_key', resourceName: id, action: 'created', actor: options.actor ?? 'cli', data: { after: { name, scopes } } });
+    return inserted.rows;
+  });
   return { ...toInfo(rows[0] as KeyRow), token: `il_${id}_${secret}`, accessKeyId: id, secretAccessKey };
 }
 
@@ -146,12 +153,17 @@ export async function listApiKeys(db: Executor, options: { includeRevoked?: bool
 }
 
 /** Revokes a key; revoking an already revoked key returns it unchanged. */
-export async function revokeApiKey(db: Executor, id: string): Promise<ApiKeyInfo> {
-  const { rows } = await sql<KeyRow>`
-    update ledger.api_keys set revoked_at = coalesce(revoked_at, now())
-    where id = ${id} returning *`.execute(db);
-  if (!rows[0]) throw new LedgerError('InvalidParameter', `no API key with id ${id}`);
-  return toInfo(rows[0]);
+export async function revokeApiKey(db: Executor, id: string, options: { actor?: string } = {}): Promise<ApiKeyInfo> {
+  return inTransaction(db, async (tx) => {
+    const { rows: before } = await sql<{ revoked_at: Date | null }>`select revoked_at from ledger.api_keys where id = ${id} for update`.execute(tx);
+    if (!before[0]) throw new LedgerError('InvalidParameter', `no API key with id ${id}`);
+    const { rows } = await sql<KeyRow>`
+      update ledger.api_keys set revoked_at = coalesce(revoked_at, now())
+      where id = ${id} returning *`.execute(tx);
+    // revoking a revoked key changes nothing, and records nothing
+    if (before[0].revoked_at === null) await appendChange(tx, { resourceType: 'api_key', resourceName: id, action: 'revoked', actor: options.actor ?? 'cli' });
+    return toInfo(rows[0] as KeyRow);
+  });
 }
 
 /** The key with this id, revoked or not; null when there is none. */

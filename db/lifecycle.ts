@@ -1,6 +1,8 @@
-// The lifecycle rules of an invocation (ledger.md §3): which event may follow which,
-// and the state that folding an event stream yields. Pure: no I/O, no imports, so the
-// API, the worker, the writer, the verifier and the property tests share one truth.
+// The lifecycle rules of an invocation (docs/event-model.md): which event may follow which,
+// and the state that folding an event stream yields. Pure: no I/O, and no import but the
+// error type (db/errors.ts, itself pure), so the API, the worker, the writer, the verifier
+// and the property tests share one truth.
+import { LedgerError } from './errors.ts';
 
 export const EVENT_TYPES = [
   'accepted',
@@ -14,7 +16,12 @@ export const EVENT_TYPES = [
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
-export const INVOCATION_TYPES = ['sync', 'async', 'poll'] as const;
+/**
+ * `replay` (docs/replay.md): a recorded payload run again against another version. The
+ * rules treat it as they treat `sync`, because only `async` is special below: one
+ * attempt, never retried, never dead-lettered, and no destinations.
+ */
+export const INVOCATION_TYPES = ['sync', 'async', 'poll', 'replay'] as const;
 export type InvocationType = (typeof INVOCATION_TYPES)[number];
 
 export const STATUSES = [
@@ -28,13 +35,57 @@ export const STATUSES = [
 ] as const;
 export type InvocationStatus = (typeof STATUSES)[number];
 
-export const DEAD_LETTER_REASONS = ['RetriesExhausted', 'EventAgeExceeded', 'ZeroReservedConcurrency'] as const;
+export const DEAD_LETTER_REASONS = ['RetriesExhausted', 'EventAgeExceeded', 'ZeroReservedConcurrency', 'RecursiveInvocationLoop'] as const;
 export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
+
+/**
+ * Recursive loops (docs/worker.md): an invocation caused by another (a destination, an
+ * invoke made from inside a handler, a poll batch of messages a handler sent) is one
+ * deeper in its chain than its cause; one accepted from outside has depth 0. As Lambda
+ * does, a chain runs at most this many invocations: the one reached after that many hops
+ * is stopped when it is accepted (async: `dead_lettered {reason: RecursiveInvocationLoop}`
+ * in the same append, without an attempt).
+ */
+export const DEFAULT_MAX_CHAIN_DEPTH = 16;
+
+/** Whether an invocation at `chainDepth` is stopped; `maxChainDepth` 0 turns the guard off. */
+export function isLoopStopped(chainDepth: number, maxChainDepth: number): boolean {
+  return maxChainDepth > 0 && chainDepth >= maxChainDepth;
+}
 
 export interface FunctionErrorData {
   errorType: string;
   errorMessage: string;
   trace: string[];
+}
+
+/** Retry limits an async invocation carries itself, replacing its function version's. */
+export interface InvocationRetryPolicy {
+  /** retries after the first attempt (a schedule's MaximumRetryAttempts, 0–185) */
+  maxRetries: number;
+  /** no attempt starts this long after the invocation was accepted (MaximumEventAgeInSeconds, 60–86400) */
+  maxEventAgeSeconds: number;
+}
+
+/** A schedule tick's Target.Input and the context its attributes are replaced with, attempt by attempt. */
+export interface ScheduleInputRecord {
+  /** Target.Input as the schedule had it when the tick fired */
+  template: string;
+  scheduleArn: string;
+  /** formatted as <aws.scheduler.scheduled-time> */
+  scheduledTime: string;
+  executionId: string;
+}
+
+/** What a stream batch's `accepted` names: where its records are. Sequence numbers as Lambda's strings. */
+export interface StreamBatchSource {
+  mappingId: string;
+  streamName: string;
+  shardId: string;
+  firstSequenceNumber: string;
+  lastSequenceNumber: string;
+  /** a change stream's batch (docs/streams.md): the source table and the commit LSNs of its first and last change */
+  source?: { table: string; firstLsn: string; lastLsn: string };
 }
 
 /** Event data by type, exactly as stored in `ledger.events.data`. */
@@ -45,6 +96,23 @@ export interface EventDataByType {
     invocationType: InvocationType;
     payload: unknown;
     idempotencyKey: string | null;
+    /** invocations before this one in its chain (absent: 0, accepted from outside) */
+    chainDepth?: number;
+    /** W3C trace context of the span that accepted it, when tracing was on (docs/observability.md) */
+    traceparent?: string;
+    tracestate?: string;
+    /** the alias invoked (`name:live`); functionVersion is the version it picked */
+    alias?: string;
+    /** the version the caller named (`name:3`); absent when invoked unqualified (`$LATEST`) or through an alias */
+    qualifier?: string;
+    /** a replay invocation: its run and the original invocation whose payload it runs */
+    replay?: { replayId: string; of: string };
+    /** its own retry limits, in place of its function version's (a schedule tick's RetryPolicy; db/retry-policy.ts) */
+    retryPolicy?: InvocationRetryPolicy;
+    /** a schedule tick: what every attempt's event is rendered from (`payload` is attempt 1's; docs/schedules.md) */
+    scheduleInput?: ScheduleInputRecord;
+    /** a stream batch (docs/streams.md): the mapping, stream, shard and sequence range it delivers */
+    stream?: StreamBatchSource;
   };
   started: { attempt: number; workerId: string };
   failed: { attempt: number; error: FunctionErrorData; willRetry: boolean; durationMs: number };
@@ -107,22 +175,21 @@ export function isTerminal(status: InvocationStatus): boolean {
   return TERMINAL_STATUSES.has(status);
 }
 
-export class LifecycleViolation extends Error {
-  readonly code = 'LifecycleViolation';
+/** A LedgerError like every other, so each edge maps it through its one table (409 over HTTP). */
+export class LifecycleViolation extends LedgerError {
   constructor(
     readonly invocationId: string,
     readonly from: EventType | null,
     readonly to: EventType,
     reason: string,
   ) {
-    super(`invocation ${invocationId}: ${to} may not follow ${from ?? 'nothing'}: ${reason}`);
-    this.name = 'LifecycleViolation';
+    super('LifecycleViolation', `invocation ${invocationId}: ${to} may not follow ${from ?? 'nothing'}: ${reason}`, { invocationId, from, to, reason });
   }
 }
 
 /**
  * Why `event` may not follow `state`, or null when it may. The single statement of the
- * state machine in ledger.md §3.
+ * state machine in docs/event-model.md.
  */
 export function whyNot(state: InvocationState | undefined, event: NewEvent): string | null {
   if (!state) return event.type === 'accepted' ? null : 'the first event must be accepted';
@@ -149,9 +216,13 @@ export function whyNot(state: InvocationState | undefined, event: NewEvent): str
       if (event.data.attempt !== state.attempts + 1) return `the next attempt is ${state.attempts + 1}`;
       return null;
     case 'dead_lettered':
-      if (state.pendingAfterFailure === 'dead_lettered') return null;
+      // a failed attempt is dead-lettered for what its failure decided: retries spent or too old
+      if (state.pendingAfterFailure === 'dead_lettered') {
+        return event.data.reason === 'RetriesExhausted' || event.data.reason === 'EventAgeExceeded' ? null : `a failed attempt is not dead-lettered as ${event.data.reason}`;
+      }
       if (state.invocationType !== 'async') return 'only async invocations are dead-lettered';
       if (s !== 'queued' && s !== 'retry_scheduled') return `cannot dead-letter from ${s}`;
+      if (event.data.reason === 'RecursiveInvocationLoop' && state.lastType !== 'accepted') return 'a loop is stopped when the invocation is accepted';
       return event.data.reason === 'RetriesExhausted' ? 'RetriesExhausted needs a failed final attempt' : null;
     case 'cancelled':
       if (s !== 'queued' && s !== 'retry_scheduled') return `only queued or retry-scheduled invocations can be cancelled (status ${s})`;

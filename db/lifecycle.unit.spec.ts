@@ -1,9 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { outcomeEvents } from './attempts.ts';
+import { outcomeEvents } from './decisions.ts';
 import {
   apply,
+  DEFAULT_MAX_CHAIN_DEPTH,
   fold,
+  isLoopStopped,
   isTerminal,
   LifecycleViolation,
   retryDelayMs,
@@ -26,12 +28,12 @@ const err = { errorType: 'Error', errorMessage: 'x', trace: [] };
 /** Commands a caller might try, valid or not; the rules decide. */
 const command = (attempt: fc.Arbitrary<number>) =>
   fc.oneof(
-    fc.constantFrom<InvocationType>('sync', 'async', 'poll').map(accepted),
+    fc.constantFrom<InvocationType>('sync', 'async', 'poll', 'replay').map(accepted),
     attempt.map((a): NewEvent => ({ type: 'started', data: { attempt: a, workerId: 'w' } })),
     attempt.map((a): NewEvent => ({ type: 'succeeded', data: { attempt: a, result: a, durationMs: 1 } })),
     fc.tuple(attempt, fc.boolean()).map(([a, willRetry]): NewEvent => ({ type: 'failed', data: { attempt: a, error: err, willRetry, durationMs: 1 } })),
     attempt.map((a): NewEvent => ({ type: 'retried', data: { attempt: a, runAt: T0.toISOString(), delayMs: 0 } })),
-    fc.constantFrom('RetriesExhausted', 'EventAgeExceeded', 'ZeroReservedConcurrency' as const).map(
+    fc.constantFrom('RetriesExhausted', 'EventAgeExceeded', 'ZeroReservedConcurrency', 'RecursiveInvocationLoop' as const).map(
       (reason): NewEvent => ({ type: 'dead_lettered', data: { reason } }),
     ),
     fc.constant<NewEvent>({ type: 'cancelled', data: { reason: 'user' } }),
@@ -55,7 +57,7 @@ function play(commands: NewEvent[]): { stream: LedgerEvent[]; state: InvocationS
   return { stream, state };
 }
 
-/** A stream is valid by ledger.md §3, checked independently of `whyNot`. */
+/** A stream is valid by docs/event-model.md, checked independently of `whyNot`. */
 function assertValidStream(stream: LedgerEvent[]): void {
   if (stream.length === 0) return;
   expect(stream[0]!.type).toBe('accepted');
@@ -85,6 +87,8 @@ function assertValidStream(stream: LedgerEvent[]): void {
       expect(invocationType).toBe('async');
     }
     if (prev.type === 'failed' && invocationType === 'async') expect(['retried', 'dead_lettered']).toContain(e.type);
+    // a recursive loop is stopped at accept, before any attempt
+    if (e.type === 'dead_lettered' && e.data.reason === 'RecursiveInvocationLoop') expect(prev.type).toBe('accepted');
   }
 }
 
@@ -128,6 +132,7 @@ describe('lifecycle rules', () => {
     expect(whyNot(failedFinal, { type: 'dead_lettered', data: { reason: 'RetriesExhausted' } })).toBeNull();
     const failedRetry = apply(asyncRunning, { type: 'failed', data: { attempt: 1, error: err, willRetry: true, durationMs: 1 } }, ID, T0);
     expect(whyNot(failedRetry, { type: 'dead_lettered', data: { reason: 'EventAgeExceeded' } })).toMatch(/followed by retried/);
+    expect(whyNot(failedRetry, { type: 'retried', data: { attempt: 5, runAt: T0.toISOString(), delayMs: 0 } })).toBe('the next attempt is 2');
     const done = apply(sync, { type: 'succeeded', data: { attempt: 1, result: null, durationMs: 0 } }, ID, T0);
     for (const e of [{ type: 'cancelled', data: { reason: 'x' } }, { type: 'redriven', data: { by: 'x' } }] as NewEvent[]) {
       expect(whyNot(done, e)).not.toBeNull();
@@ -197,6 +202,35 @@ describe('lifecycle rules', () => {
     );
   });
 
+  it('a loop is stopped only where it starts: RecursiveInvocationLoop right after accepted, async only', () => {
+    const queued = apply(undefined, accepted('async'), ID, T0);
+    const stop: NewEvent = { type: 'dead_lettered', data: { reason: 'RecursiveInvocationLoop' } };
+    expect(whyNot(queued, stop)).toBeNull();
+    expect(apply(queued, stop, ID, T0)).toMatchObject({ status: 'dead_lettered', deadLetterReason: 'RecursiveInvocationLoop', attempts: 0 });
+    expect(whyNot(apply(undefined, accepted('sync'), ID, T0), stop)).toMatch(/only async/);
+    const started = apply(queued, { type: 'started', data: { attempt: 1, workerId: 'w' } }, ID, T0);
+    const retrying = apply(
+      apply(started, { type: 'failed', data: { attempt: 1, error: err, willRetry: true, durationMs: 1 } }, ID, T0),
+      { type: 'retried', data: { attempt: 2, runAt: T0.toISOString(), delayMs: 0 } },
+      ID,
+      T0,
+    );
+    expect(whyNot(retrying, stop)).toMatch(/stopped when the invocation is accepted/);
+  });
+
+  it('property: a chain runs exactly maxChainDepth invocations (Lambda: 16), none when the guard is off', () => {
+    expect(DEFAULT_MAX_CHAIN_DEPTH).toBe(16);
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 64 }), fc.integer({ min: 0, max: 200 }), (max, depth) => {
+        expect(isLoopStopped(depth, max)).toBe(max > 0 && depth >= max);
+        // a self-loop: depth 0, 1, 2, … until one is stopped
+        let ran = 0;
+        for (let d = 0; d < 100 && !isLoopStopped(d, max); d++) ran++;
+        expect(ran).toBe(max === 0 ? 100 : max);
+      }),
+    );
+  });
+
   it('property: retry delays follow base * 2^(n-1), capped, within the jitter', () => {
     fc.assert(
       fc.property(
@@ -212,5 +246,18 @@ describe('lifecycle rules', () => {
         },
       ),
     );
+  });
+
+  it('startedAt is when the first attempt started, kept through retries and redrives', () => {
+    const t = (s: number) => new Date(T0.getTime() + s * 1000);
+    let s = apply(undefined, accepted('async'), ID, t(0));
+    const steps: [NewEvent, number][] = [
+      [{ type: 'started', data: { attempt: 1, workerId: 'w' } }, 1],
+      [{ type: 'failed', data: { attempt: 1, error: err, willRetry: true, durationMs: 1 } }, 2],
+      [{ type: 'retried', data: { attempt: 2, runAt: t(3).toISOString(), delayMs: 1000 } }, 2],
+      [{ type: 'started', data: { attempt: 2, workerId: 'w' } }, 3],
+    ];
+    for (const [e, at] of steps) s = apply(s, e, ID, t(at));
+    expect(s.startedAt).toEqual(t(1));
   });
 });

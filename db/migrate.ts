@@ -1,6 +1,7 @@
-// Ordered, immutable plain-SQL migrations, applied under an advisory lock so that any
-// number of processes starting at once is safe: the first applies, the rest wait and find
-// nothing left to do.
+// Ordered, immutable plain-SQL migrations, each applied in its own transaction under a
+// transaction-level advisory lock, so that any number of processes starting at once is
+// safe (the first applies, the rest wait and find nothing left to do), directly or
+// through a transaction pooler.
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -34,33 +35,56 @@ export async function migrationsDigest(dir = MIGRATIONS_DIR): Promise<string> {
   return hash.digest('hex').slice(0, 12);
 }
 
-export async function migrate(url: string, log: (msg: string) => void = () => {}): Promise<string[]> {
+/** `before`: apply only migrations numbered below it (tests of a migration on a populated ledger). */
+export async function migrate(url: string, log: (msg: string) => void = () => {}, options: { before?: number } = {}): Promise<string[]> {
   const client = await connectClient(url);
   const applied: string[] = [];
+  /**
+   * One transaction under the migrations' transaction-level advisory lock, as the login
+   * itself (`set local role none`: behind a transaction pooler the login's default role
+   * may be ledger_app). Nothing outlives the transaction, so this is safe through
+   * PgBouncer in transaction mode, where a session lock could stay behind on a server
+   * connection that the next client gets.
+   */
+  const locked = async <T>(work: () => Promise<T>): Promise<T> => {
+    await client.query('begin');
+    try {
+      await client.query('set local role none');
+      await client.query('select pg_advisory_xact_lock($1)', [LOCK_KEY]);
+      const result = await work();
+      await client.query('commit');
+      return result;
+    } catch (e) {
+      await client.query('rollback').catch(() => {});
+      throw e;
+    }
+  };
   try {
-    await client.query('select pg_advisory_lock($1)', [LOCK_KEY]);
-    await client.query(`create schema if not exists ledger;
-      create table if not exists ledger.schema_migrations (
-        version int primary key, name text not null, applied_at timestamptz not null default now())`);
-    const done = new Set(
-      (await client.query<{ version: number }>('select version from ledger.schema_migrations')).rows.map((r) => r.version),
-    );
+    const seen = await locked(async () => {
+      await client.query(`create schema if not exists ledger;
+        create table if not exists ledger.schema_migrations (
+          version int primary key, name text not null, applied_at timestamptz not null default now())`);
+      return new Set((await client.query<{ version: number }>('select version from ledger.schema_migrations')).rows.map((r) => r.version));
+    });
     for (const m of await loadMigrations()) {
-      if (done.has(m.version)) continue;
-      await client.query('begin');
-      try {
-        await client.query(m.sql);
+      if (seen.has(m.version) || m.version >= (options.before ?? Infinity)) continue;
+      const done = await locked(async () => {
+        // under the lock: another process may have applied it since we last looked
+        const { rowCount } = await client.query('select 1 from ledger.schema_migrations where version = $1', [m.version]);
+        if (rowCount) return true;
+        try {
+          await client.query(m.sql);
+        } catch (e) {
+          throw new Error(`migration ${m.name} failed: ${(e as Error).message}`, { cause: e });
+        }
         await client.query('insert into ledger.schema_migrations (version, name) values ($1, $2)', [m.version, m.name]);
-        await client.query('commit');
-      } catch (e) {
-        await client.query('rollback');
-        throw new Error(`migration ${m.name} failed: ${(e as Error).message}`, { cause: e });
-      }
+        return false;
+      });
+      if (done) continue;
       applied.push(m.name);
       log(`applied migration ${m.name}`);
     }
   } finally {
-    await client.query('select pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => {});
     await client.end();
   }
   return applied;

@@ -52,7 +52,12 @@ describe('projection = fold(events), through the real writer', () => {
         let { state } = await appendEvents(t.db, {
           invocationId: id,
           expectedSeq: 0,
-          events: [{ type: 'accepted', data: { functionName: 'p', functionVersion: 1, invocationType: type, payload: { steps }, idempotencyKey: null } }],
+          // sync and poll invocations start in the append that accepts them (nothing claims them
+          // later: verify reports one left queued as stuck)
+          events: [
+            { type: 'accepted', data: { functionName: 'p', functionVersion: 1, invocationType: type, payload: { steps }, idempotencyKey: null } },
+            ...(type === 'async' ? [] : [{ type: 'started' as const, data: { attempt: 1, workerId: 'w' } }]),
+          ],
         });
         for (const s of steps) {
           const events = next(state, s);

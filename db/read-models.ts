@@ -2,6 +2,7 @@
 // invocations (keyset on accepted_at desc, id desc), dead letters, function stats.
 // Nothing here writes; every list is bounded by the caller's page size.
 import { sql, type SqlBool, type Expression } from 'kysely';
+import { decodeCursor, encodeCursor } from './cursor.ts';
 import { LedgerError } from './errors.ts';
 import type { InvocationState, InvocationStatus, InvocationType } from './lifecycle.ts';
 import type { Executor } from './schema.ts';
@@ -17,6 +18,9 @@ export interface InvocationFilter {
   acceptedAfter?: Date | null;
   acceptedBefore?: Date | null;
   errorType?: string | null;
+  idempotencyKey?: string | null;
+  /** the W3C trace id in the `accepted` event's traceparent (32 hex digits; docs/observability.md) */
+  traceId?: string | null;
 }
 
 export interface PageRequest {
@@ -39,21 +43,15 @@ interface Keyset {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const AT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 
-export function encodeCursor(k: Keyset): string {
-  return Buffer.from(JSON.stringify([k.at, k.id]), 'utf8').toString('base64url');
+const KEYSET_SHAPE = [AT, UUID] as const;
+
+function encodeKeyset(k: Keyset): string {
+  return encodeCursor([k.at, k.id]);
 }
 
-export function decodeCursor(cursor: string): Keyset {
-  try {
-    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(parsed) && parsed.length === 2) {
-      const [at, id] = parsed as unknown[];
-      if (typeof at === 'string' && AT.test(at) && typeof id === 'string' && UUID.test(id)) return { at, id };
-    }
-  } catch {
-    // fall through to the typed error
-  }
-  throw new LedgerError('InvalidParameter', `invalid cursor: ${JSON.stringify(cursor.slice(0, 80))}`);
+function decodeKeyset(cursor: string): Keyset {
+  const [at, id] = decodeCursor(cursor, KEYSET_SHAPE) as [string, string];
+  return { at, id };
 }
 
 export function pageSize(first: number | null | undefined): number {
@@ -64,14 +62,30 @@ export function pageSize(first: number | null | undefined): number {
   return first;
 }
 
+const UNFINISHED: ReadonlySet<string> = new Set(['queued', 'running', 'retry_scheduled']);
+
 function conditions(filter: InvocationFilter, after: Keyset | null): Expression<SqlBool>[] {
   const where: Expression<SqlBool>[] = [];
   if (filter.functionName) where.push(sql<SqlBool>`i.function_name = ${filter.functionName}`);
   if (filter.status) where.push(sql<SqlBool>`i.status = ${filter.status}`);
+  // the implied conditions the indexes are written for (migrations/0034): dead letters by
+  // their reason, unfinished invocations by their queue row
+  if (filter.status === 'dead_lettered') where.push(sql<SqlBool>`i.dead_letter_reason is not null`);
+  else if (filter.status && UNFINISHED.has(filter.status)) where.push(sql<SqlBool>`i.id in (select invocation_id from ledger.queue)`);
   if (filter.type) where.push(sql<SqlBool>`i.invocation_type = ${filter.type}`);
   if (filter.acceptedAfter) where.push(sql<SqlBool>`i.accepted_at >= ${filter.acceptedAfter}`);
   if (filter.acceptedBefore) where.push(sql<SqlBool>`i.accepted_at < ${filter.acceptedBefore}`);
   if (filter.errorType) where.push(sql<SqlBool>`i.error_type = ${filter.errorType}`);
+  if (filter.idempotencyKey) where.push(sql<SqlBool>`i.idempotency_key = ${filter.idempotencyKey}`);
+  // the expression and predicate of migrations/0037's index, word for word. `= any(array(…))`,
+  // not `in (…)`: the few ids are found first, where `in` let the planner walk every
+  // invocation newest first looking for them (2 s instead of 0.2 ms on 300,000; 0037)
+  if (filter.traceId) {
+    where.push(sql<SqlBool>`i.id = any(array(
+      select e.invocation_id from ledger.events e
+      where e.type = 'accepted' and e.data ? 'traceparent'
+        and split_part(e.data ->> 'traceparent', '-', 2) = ${filter.traceId.toLowerCase()}))`);
+  }
   if (after) where.push(sql<SqlBool>`(i.accepted_at, i.id) < (${after.at}::timestamptz, ${after.id}::uuid)`);
   return where;
 }
@@ -84,7 +98,7 @@ const and = (where: Expression<SqlBool>[]) => (where.length === 0 ? sql`true` : 
  */
 export async function listInvocations(db: Executor, filter: InvocationFilter, page: PageRequest = {}): Promise<InvocationPage> {
   const first = pageSize(page.first);
-  const after = page.after ? decodeCursor(page.after) : null;
+  const after = page.after ? decodeKeyset(page.after) : null;
   if (first === 0) return { items: [], hasNextPage: false };
   const { rows } = await sql<Parameters<typeof stateFromRow>[0] & { cursor_at: string }>`
     select i.*, q.run_at, q.locked_by,
@@ -93,7 +107,7 @@ export async function listInvocations(db: Executor, filter: InvocationFilter, pa
     where ${and(conditions(filter, after))}
     order by i.accepted_at desc, i.id desc
     limit ${first + 1}`.execute(db);
-  const items = rows.slice(0, first).map((r) => ({ cursor: encodeCursor({ at: r.cursor_at, id: r.id }), node: stateFromRow(r) }));
+  const items = rows.slice(0, first).map((r) => ({ cursor: encodeKeyset({ at: r.cursor_at, id: r.id }), node: stateFromRow(r) }));
   return { items, hasNextPage: rows.length > first };
 }
 
@@ -106,7 +120,7 @@ export async function countInvocations(db: Executor, filter: InvocationFilter): 
 
 /** Whether anything newer than the cursor's row matches (Relay's hasPreviousPage for `after`). */
 export async function hasInvocationsBefore(db: Executor, filter: InvocationFilter, cursor: string): Promise<boolean> {
-  const k = decodeCursor(cursor);
+  const k = decodeKeyset(cursor);
   const { rows } = await sql<{ any: boolean }>`
     select exists (
       select 1 from ledger.invocations i

@@ -7,6 +7,7 @@ type Json = ColumnType<unknown, string, string>;
 export interface FunctionsTable {
   name: string;
   latest_version: number;
+  first_version: ColumnType<number, number | undefined, number>;
   created_at: ColumnType<Date, Date | string | undefined, Date | string>;
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
   deleted_at: Timestamp | null;
@@ -22,7 +23,6 @@ export interface FunctionVersionsTable {
 export interface FunctionConcurrencyTable {
   name: string;
   reserved: number;
-  running: ColumnType<number, number | undefined, number>;
 }
 
 export interface EventsTable {

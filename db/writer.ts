@@ -46,7 +46,10 @@ export interface AppendRejection {
 }
 
 export const DEFAULT_LEASE_MS = 5 * 60_000;
+/** NOTIFYed by every append: "the ledger moved" (the live feed, idempotent waiters) */
 export const EVENTS_CHANNEL = 'ledger_events';
+/** NOTIFYed only when an append makes async work due now (accept, redrive): the claim loops */
+export const WORK_CHANNEL = 'ledger_work';
 
 // Folding happens before the transaction's clock is known; this marker stands for
 // "when the statement runs" and is sent as 'infinity', which ledger.at_statement() turns
@@ -91,9 +94,13 @@ export async function appendBatch(
     try {
       let state = prior;
       for (const e of req.events) state = apply(state, e, req.invocationId, TX_NOW);
-      if (!state) throw new LifecycleViolation(req.invocationId, null, 'accepted', 'nothing to append');
+      if (!state || req.events.length === 0) throw new LifecycleViolation(req.invocationId, state?.lastType ?? null, 'accepted', 'nothing to append');
       const unfinished = whyNotAtEnd(state);
       if (unfinished !== null) throw new LifecycleViolation(req.invocationId, 'failed', state.pendingAfterFailure ?? 'failed', unfinished);
+      // docs/event-model.md A2: nothing claims a sync or poll invocation later, so its attempt starts in its accept
+      if (state.invocationType !== 'async' && req.events[0]?.type === 'accepted' && !req.events.some((e) => e.type === 'started')) {
+        throw new LifecycleViolation(req.invocationId, 'accepted', req.events[1]?.type ?? 'started', `a ${state.invocationType} invocation is accepted with its started`);
+      }
       planned.push({ req, state });
     } catch (e) {
       if (!(e instanceof LifecycleViolation)) throw e;
@@ -167,6 +174,10 @@ async function writeStatement(
   };
   const dequeue: string[] = [];
   const logs = { id: [] as string[], attempt: [] as number[], text: [] as string[] };
+  // sync attempts, `started`, outcomes and retries due later wake no claim loop: the
+  // worker that schedules a retry wakes itself at its runAt, and polling covers the rest
+  let workDue = false;
+  const now = Date.now();
 
   for (const { req, state } of planned) {
     let seq = req.expectedSeq;
@@ -187,9 +198,14 @@ async function writeStatement(
       const running = state.status === 'running';
       q.id.push(state.id); q.fn.push(state.functionName); q.ver.push(state.functionVersion);
       q.itype.push(state.invocationType); q.attempt.push(state.attempts);
-      q.runAt.push(ts(state.runAt ?? state.updatedAt)); q.acceptedAt.push(ts(state.acceptedAt));
+      q.runAt.push(ts(state.runAt ?? state.updatedAt));
+      // a prior state read back holds acceptedAt in milliseconds: the row a redrive inserts
+      // again copies the projection's microseconds (null here, see the enq CTE). Any other
+      // append to an unfinished invocation updates an existing row, which keeps its own.
+      q.acceptedAt.push(req.events.some((e) => e.type === 'redriven') ? null : ts(state.acceptedAt));
       q.lockedBy.push(running ? state.workerId : null);
       q.leaseMs.push(running ? (req.leaseMs ?? DEFAULT_LEASE_MS) : null);
+      if (!running && state.invocationType === 'async' && (state.runAt === null || state.runAt.getTime() === TX_NOW.getTime() || state.runAt.getTime() <= now)) workDue = true;
     } else if (req.expectedSeq > 0) {
       dequeue.push(state.id);
     }
@@ -223,7 +239,8 @@ async function writeStatement(
     ), enq as (
       insert into ledger.queue (invocation_id, function_name, function_version, invocation_type, attempt, run_at,
         accepted_at, locked_by, lease_expires_at)
-      select id, fn, ver, itype, attempt, ledger.at_statement(run_at), ledger.at_statement(accepted_at), locked_by,
+      select id, fn, ver, itype, attempt, ledger.at_statement(run_at),
+             coalesce(ledger.at_statement(accepted_at), (select i.accepted_at from ledger.invocations i where i.id = t.id)), locked_by,
              case when lease_ms is null then null else statement_timestamp() + make_interval(secs => lease_ms / 1000.0) end
       from unnest(${plain(q.id)}::uuid[], ${q.fn}::text[], ${plain(q.ver)}::int[], ${plain(q.itype)}::text[], ${plain(q.attempt)}::int[],
         ${plain(q.runAt)}::timestamptz[], ${plain(q.acceptedAt)}::timestamptz[], ${q.lockedBy}::text[], ${plain(q.leaseMs)}::int[])
@@ -238,7 +255,8 @@ async function writeStatement(
       select * from unnest(${plain(logs.id)}::uuid[], ${plain(logs.attempt)}::int[], ${logs.text}::text[])
       on conflict (invocation_id, attempt) do update set log = excluded.log
     ), wake as (
-      select pg_notify(${EVENTS_CHANNEL}, '')
+      select pg_notify(${EVENTS_CHANNEL}, '') as events,
+             case when ${workDue}::boolean then pg_notify(${WORK_CHANNEL}, '') end as work
     )
     -- one row, not one per event: nothing needs them back. Epoch milliseconds, because a
     -- float8 costs the caller a parseFloat where a timestamptz costs a regex
@@ -246,7 +264,8 @@ async function writeStatement(
   `
     .execute(db)
     .catch((e: unknown) => {
-      if ((e as { code?: string }).code === '23505' && /events_invocation_id_seq_key|invocations_pkey/.test(String((e as { constraint?: string }).constraint))) {
+      // the partition's index reports it: events_yYYYYmMM_invocation_id_seq_key (migrations/0020)
+      if ((e as { code?: string }).code === '23505' && /events_\w*invocation_id_seq_key|invocations_pkey/.test(String((e as { constraint?: string }).constraint))) {
         const first = planned[0] as { req: AppendRequest };
         throw new SequenceConflict(first.req.invocationId, first.req.expectedSeq, null);
       }

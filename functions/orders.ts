@@ -1,4 +1,9 @@
-// A realistic idempotent function: records an order in its own table.
+// A realistic idempotent function: records an order in its own table, once, however many
+// times it runs. Invoke it twice with the same Idempotency-Key and you get one invocation;
+// let it run twice for one invocation (a retry) and you get one order:
+//
+//   curl -s -H "Authorization: Bearer $TOKEN" -H 'Idempotency-Key: order-7' localhost:3000/invoke/orders \
+//     -d '{"customer":"ada","items":[{"sku":"tea","quantity":2,"priceCents":450}]}'
 //
 // Delivery is at least once: a worker may die after the insert but before `succeeded` is
 // written, and the attempt runs again. Keying the row by the invocation id (the same for
@@ -6,7 +11,8 @@
 // that returns the row the first run wrote, so a retry never creates a second order.
 import pg from 'pg';
 
-export const config = { timeoutMs: 10_000, maxRetries: 3 };
+// retries a second or two apart, so a failed attempt shows its retry right away
+export const config = { timeoutMs: 10_000, maxRetries: 3, retryBaseDelayMs: 1_000, retryMaxDelayMs: 5_000 };
 
 interface OrderItem {
   sku: string;

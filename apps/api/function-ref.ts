@@ -3,6 +3,7 @@
 // InvokeService.resolveFunction.
 import { LedgerError } from '../../db/errors.ts';
 import { FUNCTION_NAME } from '../../db/functions.ts';
+import { CHAIN_DEPTH_HEADER } from '../runtimes/index.ts';
 
 export interface FunctionRef {
   name: string;
@@ -10,6 +11,8 @@ export interface FunctionRef {
   version: number | undefined;
   /** the qualifier as written, for messages */
   qualifier: string | null;
+  /** an alias qualifier (`name:live`): the version is picked by the alias's weights */
+  alias?: string;
 }
 
 const FULL_ARN = /^arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:([^:]+)(?::([^:]*))?$/;
@@ -38,8 +41,9 @@ export function parseFunctionRef(raw: string, separateQualifier?: string | null)
   const qualifier = inName ?? separate ?? null;
   if (qualifier === null || qualifier === '$LATEST') return { name, version: undefined, qualifier };
   if (!VERSION.test(qualifier)) {
-    // an alias: this service has none, so like an unknown version
-    throw new LedgerError('FunctionNotFound', `Function not found: ${name}:${qualifier}`);
+    // a version number never matches an alias name (aliases cannot be all digits)
+    if (/^\d+$/.test(qualifier)) throw new LedgerError('FunctionNotFound', `Function not found: ${name}:${qualifier}`);
+    return { name, version: undefined, qualifier, alias: qualifier };
   }
   return { name, version: Number(qualifier), qualifier };
 }
@@ -50,4 +54,17 @@ export function idempotencyKeyOf(headers: Headers): string | null {
   if (key === null) return null;
   if (key.length === 0 || key.length > 256) throw invalid('Idempotency-Key must be 1 to 256 characters');
   return key;
+}
+
+const DEPTH = /^\d{1,6}$/;
+
+/**
+ * The chain depth of an invocation this request makes: one more than the caller's, which
+ * a handler sends as `X-Ledger-Chain-Depth` (its context.chainHeaders); 0 from outside.
+ */
+export function chainDepthOf(headers: Headers): number {
+  const caller = headers.get(CHAIN_DEPTH_HEADER);
+  if (caller === null || caller === '') return 0;
+  if (!DEPTH.test(caller.trim())) throw invalid(`${CHAIN_DEPTH_HEADER} must be a non-negative integer (the calling invocation's context.chainDepth)`);
+  return Number(caller.trim()) + 1;
 }

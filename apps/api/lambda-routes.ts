@@ -1,4 +1,4 @@
-// The Lambda-compatible Invoke API (docs/http-api.md, /work/shared/spec/lambda-invoke.md):
+// The Lambda-compatible Invoke API (docs/http-api.md):
 // what `@aws-sdk/client-lambda` InvokeCommand and `aws lambda invoke --endpoint-url`
 // send and expect. Translation only: the lifecycle lives in InvokeService.
 import { randomUUID } from 'node:crypto';
@@ -8,8 +8,9 @@ import { LedgerError } from '../../db/errors.ts';
 import { attemptLogTail } from '../../db/invocations.ts';
 import { tailBytes } from '../runtimes/index.ts';
 import { parseJsonPayload, readBodyLimited } from './body.ts';
+import { clientGoneSignal } from './client-gone.ts';
 import { errorSide, httpErrorOf } from './errors.ts';
-import { idempotencyKeyOf, parseFunctionRef } from './function-ref.ts';
+import { chainDepthOf, idempotencyKeyOf, parseFunctionRef } from './function-ref.ts';
 import { ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, type InvokeService } from './invoke.ts';
 
 type InvocationType = 'RequestResponse' | 'Event' | 'DryRun';
@@ -50,23 +51,24 @@ async function handleInvoke(c: Context, invoke: InvokeService, type: InvocationT
   const logType = logTypeOf(c.req.header('x-amz-log-type'));
   const clientContext = clientContextOf(c.req.header('x-amz-client-context'));
   const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
+  const chainDepth = chainDepthOf(c.req.raw.headers);
   const bytes = await readBodyLimited(c, type === 'Event' ? ASYNC_PAYLOAD_LIMIT : SYNC_PAYLOAD_LIMIT);
   const payload = parseJsonPayload(bytes);
-  const fn = await invoke.resolveFunction(ref.name, ref.version);
+  const { fn, alias, qualifier } = await invoke.resolveTarget(ref);
 
   if (type === 'DryRun') return { status: 204, requestId: randomUUID() };
   if (type === 'Event') {
-    const accepted = await invoke.invokeAsync(fn, payload, { idempotencyKey });
+    const accepted = await invoke.invokeAsync(fn, payload, { idempotencyKey, chainDepth, alias, qualifier });
     // an empty string rather than no body: @hono/node-server writes a string body
     // straight to the socket, while a null one makes it build a full WHATWG Response
     return { status: 202, requestId: accepted.invocationId, body: '' };
   }
 
-  const r = await invoke.invokeSync(fn, payload, { idempotencyKey, clientContext });
+  const r = await invoke.invokeSync(fn, payload, { idempotencyKey, clientContext, chainDepth, alias, qualifier, clientSignal: clientGoneSignal(c) });
   // from here on the function has run: nothing below may turn into a 5xx
   const headers: Record<string, string> = {
     'content-type': 'application/json',
-    'x-amz-executed-version': String(r.functionVersion),
+    'x-amz-executed-version': executedVersion(r.functionVersion, alias, qualifier),
   };
   if (!r.ok) headers['x-amz-function-error'] = 'Unhandled';
   if (logType === 'Tail') {
@@ -75,6 +77,15 @@ async function handleInvoke(c: Context, invoke: InvokeService, type: InvocationT
   }
   const body = r.ok ? (JSON.stringify(r.result) ?? 'null') : JSON.stringify(r.error);
   return { status: 200, requestId: r.invocationId, headers, body };
+}
+
+/**
+ * Lambda's X-Amz-Executed-Version: `$LATEST` for an unqualified (or `$LATEST`) invoke, the
+ * version number for a numbered or alias invoke (docs/http-api.md). The ledger records the
+ * number either way.
+ */
+export function executedVersion(version: number, alias: string | undefined, qualifier: string | undefined): string {
+  return alias === undefined && qualifier === undefined ? '$LATEST' : String(version);
 }
 
 /** Runs a route; every outcome, errors included, carries x-amzn-RequestId. */

@@ -1,4 +1,4 @@
-// The native HTTP routes (ledger.md §4): POST /invoke/:name (sync, or async with
+// The native HTTP routes (docs/graphql.md, docs/audit.md): POST /invoke/:name (sync, or async with
 // `Prefer: respond-async` / `?async=true`) and GET /invocations/:id. Same limits and
 // error table as the Lambda routes, with the error body {"error": {"code", "message"}}.
 import { randomUUID } from 'node:crypto';
@@ -7,8 +7,10 @@ import type { Logger } from 'pino';
 import { LedgerError } from '../../db/errors.ts';
 import { getInvocation, type InvocationView } from '../../db/invocations.ts';
 import { parseJsonPayload, readBodyLimited } from './body.ts';
+import { clientGoneSignal } from './client-gone.ts';
 import { httpErrorOf } from './errors.ts';
-import { idempotencyKeyOf, parseFunctionRef } from './function-ref.ts';
+import { headerText } from './headers.ts';
+import { chainDepthOf, idempotencyKeyOf, parseFunctionRef } from './function-ref.ts';
 import { ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, type InvokeService } from './invoke.ts';
 
 export function nativeRoutes(invoke: InvokeService, logger: Logger): Hono {
@@ -18,26 +20,28 @@ export function nativeRoutes(invoke: InvokeService, logger: Logger): Hono {
     answer(c, logger, async () => {
       const ref = parseFunctionRef(c.req.param('name'), c.req.query('version'));
       const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
+      const chainDepth = chainDepthOf(c.req.raw.headers);
       const async = wantsAsync(c);
       const bytes = await readBodyLimited(c, async ? ASYNC_PAYLOAD_LIMIT : SYNC_PAYLOAD_LIMIT);
       const payload = parseJsonPayload(bytes);
-      const fn = await invoke.resolveFunction(ref.name, ref.version);
+      const { fn, alias, qualifier } = await invoke.resolveTarget(ref);
 
       if (async) {
-        const { invocationId } = await invoke.invokeAsync(fn, payload, { idempotencyKey });
+        const { invocationId } = await invoke.invokeAsync(fn, payload, { idempotencyKey, chainDepth, alias, qualifier });
         return c.json({ invocationId }, 202, {
           Location: `/invocations/${invocationId}`,
           'Preference-Applied': 'respond-async',
           'x-amzn-RequestId': invocationId,
         });
       }
-      const r = await invoke.invokeSync(fn, payload, { idempotencyKey });
+      const r = await invoke.invokeSync(fn, payload, { idempotencyKey, chainDepth, alias, qualifier, clientSignal: clientGoneSignal(c) });
       const headers: Record<string, string> = {
         'x-amzn-RequestId': r.invocationId,
         'X-Invocation-Id': r.invocationId,
         'X-Function-Version': String(r.functionVersion),
       };
-      if (!r.ok) headers['X-Function-Error'] = r.error?.errorType ?? 'Unhandled';
+      // the function has run: nothing below may turn into a 5xx
+      if (!r.ok) headers['X-Function-Error'] = headerText(r.error?.errorType ?? 'Unhandled');
       return c.body(r.ok ? (JSON.stringify(r.result) ?? 'null') : JSON.stringify(r.error), 200, {
         ...headers,
         'content-type': 'application/json',

@@ -1,7 +1,8 @@
-// /healthz and /metrics: served by every role on PORT.
+// /healthz and /metrics: served by every role on PORT (/metrics needs an audit key when
+// auth is on), and on METRICS_PORT without a key when that is set (docs/security.md).
 import { Hono } from 'hono';
-import { sql } from 'kysely';
 import type { Registry } from 'prom-client';
+import { pingDatabase } from '../../db/connection.ts';
 import type { Db } from '../../db/schema.ts';
 
 export function opsRoutes(db: Db, registry: Registry): Hono {
@@ -9,7 +10,7 @@ export function opsRoutes(db: Db, registry: Registry): Hono {
   app.get('/healthz', async (c) => {
     try {
       await Promise.race([
-        sql`select 1`.execute(db),
+        pingDatabase(db),
         new Promise((_, reject) => setTimeout(() => reject(new Error('database did not answer in 2 s')), 2_000)),
       ]);
       return c.json({ ok: true });

@@ -3,9 +3,11 @@
 import { Hono } from 'hono';
 import type { Logger } from 'pino';
 import { LedgerError } from '../../db/errors.ts';
-import { MAX_MESSAGE_BYTES, sendMessages } from '../../db/queues.ts';
+import { sendMessages } from '../../db/queues/messages.ts';
+import { MAX_MESSAGE_BYTES } from '../../db/queues/schemas.ts';
 import type { Db } from '../../db/schema.ts';
 import { parseJsonPayload, readBodyLimited } from './body.ts';
+import { chainDepthOf } from './function-ref.ts';
 import { answer } from './native-routes.ts';
 
 export function queueRoutes(db: Db, logger: Logger): Hono {
@@ -24,7 +26,9 @@ export function queueRoutes(db: Db, logger: Logger): Hono {
       });
       if (bytes.byteLength === 0) throw new LedgerError('InvalidRequestContent', 'The message is the request body: send JSON');
       const body = parseJsonPayload(bytes);
-      const [messageId] = await sendMessages(db, queueName, [{ body, ...(delay !== undefined ? { delaySeconds: Number(delay) } : {}) }]);
+      const [messageId] = await sendMessages(db, queueName, [{ body, ...(delay !== undefined ? { delaySeconds: Number(delay) } : {}) }], {
+        chainDepth: chainDepthOf(c.req.raw.headers),
+      });
       return c.json({ messageId, queueName }, 201);
     }),
   );

@@ -1,6 +1,5 @@
 // `invoke-ledger audit-role --login NAME [--password P]`: a LOGIN role that inherits
 // ledger_auditor (SELECT on schema `audit` only), and how to connect as it with psql.
-import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
 import { auditorConnectionString, createAuditorLogin, generatePassword } from '../../db/audit.ts';
 import { openDatabase } from '../../db/connection.ts';
@@ -8,24 +7,12 @@ import { migrate } from '../../db/migrate.ts';
 import type { Config } from './config.ts';
 import { resolveDatabase } from './database.ts';
 
-export const AUDIT_ROLE_USAGE = 'audit-role --login NAME [--password P]   create a read-only SQL login for the audit views (docs/audit.md)';
-
 export async function auditRoleCommand(
   config: Config,
   logger: Logger,
-  args: string[],
+  values: { login: string; password?: string | undefined },
   out: (text: string) => void = (t) => process.stdout.write(t),
 ): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { login: { type: 'string' }, password: { type: 'string' }, role: { type: 'string' } },
-    allowPositionals: false,
-    strict: true,
-  });
-  if (!values.login) {
-    process.stderr.write(`usage: invoke-ledger ${AUDIT_ROLE_USAGE}\n`);
-    return 1;
-  }
   const password = values.password ?? generatePassword();
   const database = await resolveDatabase(config, logger);
   try {

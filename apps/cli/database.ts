@@ -1,6 +1,6 @@
-// Where the database comes from: DATABASE_URL, or the embedded default of ledger.md §1.
+// Where the database comes from: DATABASE_URL, or the embedded default of README.md#configuration.
 import type { Logger } from 'pino';
-import pg from 'pg';
+import { databaseAnswers } from '../../db/connection.ts';
 import { embeddedUrl, startEmbeddedPostgres } from '../../db/embedded.ts';
 import type { Config } from './config.ts';
 
@@ -14,7 +14,7 @@ export async function resolveDatabase(config: Config, logger: Logger): Promise<R
   // Another invoke-ledger process (say `npm start`) already runs the embedded server on
   // this data: share it rather than fight over its lock file, and leave it running.
   const running = embeddedUrl(config.EMBEDDED_PG_PORT);
-  if (await answers(running)) {
+  if (await databaseAnswers(running)) {
     logger.info(`using the embedded PostgreSQL already running: ${running}`);
     return { url: running, stop: async () => {} };
   }
@@ -27,18 +27,4 @@ export async function resolveDatabase(config: Config, logger: Logger): Promise<R
   });
   logger.info(`embedded PostgreSQL is up: ${server.url}`);
   return { url: server.url, stop: () => server.stop() };
-}
-
-async function answers(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1_000 });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    await client.query('select 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => {});
-  }
 }

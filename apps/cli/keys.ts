@@ -1,14 +1,9 @@
 // `invoke-ledger keys create|list|revoke`: API key administration from the shell.
-import { parseArgs } from 'node:util';
+import { userInfo } from 'node:os';
 import { openDatabase } from '../../db/connection.ts';
 import { createApiKey, listApiKeys, revokeApiKey, type ApiKeyInfo } from '../../db/keys.ts';
 import { isLedgerError } from '../../db/errors.ts';
-
-export const KEYS_USAGE = `usage:
-  invoke-ledger keys create --scopes invoke,admin,audit [--name NAME] [--json]
-  invoke-ledger keys list [--json]
-  invoke-ledger keys revoke KEY_ID
-`;
+import { databaseRole } from './config.ts';
 
 interface Output {
   write(s: string): unknown;
@@ -23,81 +18,18 @@ const info = (k: ApiKeyInfo) => ({
   revokedAt: k.revokedAt?.toISOString() ?? null,
 });
 
-export async function keysCommand(
-  databaseUrl: string,
-  argv: string[],
-  options: { secretKey?: string | null; out?: Output; err?: Output } = {},
-): Promise<number> {
-  const out = options.out ?? process.stdout;
-  const err = options.err ?? process.stderr;
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { scopes: { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean' } },
-    allowPositionals: true,
-    strict: true,
-  });
-  const [sub, ...rest] = positionals;
-  const handle = openDatabase(databaseUrl, { max: 1, applicationName: 'invoke-ledger keys' });
+/** How `keys create` prints the new key: for a person, as JSON, or as shell `export` lines. */
+export type KeyFormat = 'text' | 'json' | 'env';
+
+interface KeysIo {
+  out?: Output;
+  err?: Output;
+}
+
+async function withKeysDb(databaseUrl: string, err: Output, fn: (db: ReturnType<typeof openDatabase>['db']) => Promise<number>): Promise<number> {
+  const handle = openDatabase(databaseUrl, { role: databaseRole(), max: 1, applicationName: 'invoke-ledger keys' });
   try {
-    switch (sub) {
-      case 'create': {
-        if (!values.scopes) {
-          err.write(`keys create needs --scopes (invoke, admin, audit)\n${KEYS_USAGE}`);
-          return 1;
-        }
-        const key = await createApiKey(handle.db, { name: values.name ?? null, scopes: values.scopes }, { secretKey: options.secretKey ?? null });
-        if (values.json) {
-          out.write(`${JSON.stringify({ ...info(key), token: key.token, accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey }, null, 2)}\n`);
-        } else {
-          out.write(
-            [
-              `created API key ${key.id}${key.name ? ` (${key.name})` : ''} with scopes ${key.scopes.join(',')}`,
-              '',
-              `  bearer token:           ${key.token}`,
-              `  AWS_ACCESS_KEY_ID:      ${key.accessKeyId}`,
-              `  AWS_SECRET_ACCESS_KEY:  ${key.secretAccessKey}`,
-              '',
-              'Store these now: they are not shown again.',
-              key.sigv4SecretFormat === 'plain'
-                ? 'Note: LEDGER_SECRET_KEY is not set, so the SigV4 secret is stored unencrypted (see docs/security.md).'
-                : 'The SigV4 secret is stored encrypted with LEDGER_SECRET_KEY.',
-              '',
-            ].join('\n'),
-          );
-        }
-        return 0;
-      }
-      case 'list': {
-        const keys = await listApiKeys(handle.db);
-        if (values.json) {
-          out.write(`${JSON.stringify(keys.map(info), null, 2)}\n`);
-          return 0;
-        }
-        if (keys.length === 0) {
-          out.write('no API keys (create one with: invoke-ledger keys create --scopes invoke,admin,audit)\n');
-          return 0;
-        }
-        out.write(`${['ID'.padEnd(20), 'SCOPES'.padEnd(18), 'CREATED'.padEnd(24), 'REVOKED'.padEnd(24), 'NAME'].join('  ')}\n`);
-        for (const k of keys) {
-          const row = [k.id.padEnd(20), k.scopes.join(',').padEnd(18), k.createdAt.toISOString().padEnd(24), (k.revokedAt?.toISOString() ?? '-').padEnd(24), k.name ?? ''];
-          out.write(`${row.join('  ').trimEnd()}\n`);
-        }
-        return 0;
-      }
-      case 'revoke': {
-        const id = rest[0];
-        if (!id) {
-          err.write(`keys revoke needs a key id\n${KEYS_USAGE}`);
-          return 1;
-        }
-        const key = await revokeApiKey(handle.db, id);
-        out.write(`revoked ${key.id} at ${key.revokedAt?.toISOString()}\n`);
-        return 0;
-      }
-      default:
-        err.write(KEYS_USAGE);
-        return 1;
-    }
+    return await fn(handle.db);
   } catch (e) {
     if (!isLedgerError(e)) throw e;
     err.write(`keys: ${e.message}\n`);
@@ -105,6 +37,83 @@ export async function keysCommand(
   } finally {
     await handle.close();
   }
+}
+
+/** `keys create`: prints the bearer token and the AWS key pair, once. */
+export function createKeyCommand(
+  databaseUrl: string,
+  o: { scopes: string; name?: string | undefined; format?: KeyFormat; secretKey?: string | null },
+  io: KeysIo = {},
+): Promise<number> {
+  const out = io.out ?? process.stdout;
+  return withKeysDb(databaseUrl, io.err ?? process.stderr, async (db) => {
+    const key = await createApiKey(db, { name: o.name ?? null, scopes: o.scopes }, { secretKey: o.secretKey ?? null, actor: cliActor() });
+    if (o.format === 'json') {
+      out.write(`${JSON.stringify({ ...info(key), token: key.token, accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey }, null, 2)}\n`);
+    } else if (o.format === 'env') {
+      // for `eval "$(invoke-ledger keys create … --env)"`: the values are [A-Za-z0-9+/_=-], quoted anyway
+      out.write(
+        [
+          `export TOKEN='${key.token}'`,
+          `export AWS_ACCESS_KEY_ID='${key.accessKeyId}'`,
+          `export AWS_SECRET_ACCESS_KEY='${key.secretAccessKey}'`,
+          `export AWS_DEFAULT_REGION="\${AWS_DEFAULT_REGION:-us-east-1}"`,
+          '',
+        ].join('\n'),
+      );
+    } else {
+      out.write(
+        [
+          `created API key ${key.id}${key.name ? ` (${key.name})` : ''} with scopes ${key.scopes.join(',')}`,
+          '',
+          `  bearer token:           ${key.token}`,
+          `  AWS_ACCESS_KEY_ID:      ${key.accessKeyId}`,
+          `  AWS_SECRET_ACCESS_KEY:  ${key.secretAccessKey}`,
+          '',
+          'Store these now: they are not shown again.',
+          key.sigv4SecretFormat === 'plain'
+            ? 'Note: LEDGER_SECRET_KEY is not set, so the SigV4 secret is stored unencrypted (see docs/security.md).'
+            : 'The SigV4 secret is stored encrypted with LEDGER_SECRET_KEY.',
+          '',
+        ].join('\n'),
+      );
+    }
+    return 0;
+  });
+}
+
+/** `keys list`: a table, or JSON. */
+export function listKeysCommand(databaseUrl: string, o: { json?: boolean }, io: KeysIo = {}): Promise<number> {
+  const out = io.out ?? process.stdout;
+  return withKeysDb(databaseUrl, io.err ?? process.stderr, async (db) => {
+    const keys = await listApiKeys(db);
+    if (o.json) {
+      out.write(`${JSON.stringify(keys.map(info), null, 2)}\n`);
+      return 0;
+    }
+    if (keys.length === 0) {
+      out.write('no API keys (create one with: invoke-ledger keys create --scopes invoke,admin,audit)\n');
+      return 0;
+    }
+    out.write(`${['ID'.padEnd(20), 'SCOPES'.padEnd(18), 'CREATED'.padEnd(24), 'REVOKED'.padEnd(24), 'NAME'].join('  ')}\n`);
+    for (const k of keys) {
+      const row = [k.id.padEnd(20), k.scopes.join(',').padEnd(18), k.createdAt.toISOString().padEnd(24), (k.revokedAt?.toISOString() ?? '-').padEnd(24), k.name ?? ''];
+      out.write(`${row.join('  ').trimEnd()}\n`);
+    }
+    return 0;
+  });
+}
+
+/** `keys revoke ID…`: each key stops working at once. */
+export function revokeKeysCommand(databaseUrl: string, ids: string[], io: KeysIo = {}): Promise<number> {
+  const out = io.out ?? process.stdout;
+  return withKeysDb(databaseUrl, io.err ?? process.stderr, async (db) => {
+    for (const id of ids) {
+      const key = await revokeApiKey(db, id, { actor: cliActor() });
+      out.write(`revoked ${key.id} at ${key.revokedAt?.toISOString()}\n`);
+    }
+    return 0;
+  });
 }
 
 /**
@@ -136,5 +145,14 @@ export async function logAuthState(
   const plain = keys.filter((k) => k.sigv4SecretFormat === 'plain').length;
   if (!secretKey && plain > 0) {
     logger.info({ keys: plain }, 'LEDGER_SECRET_KEY is not set: SigV4 secrets of API keys are stored unencrypted (docs/security.md)');
+  }
+}
+
+/** Who runs the CLI, as ledger.changes records it (never a secret). */
+function cliActor(): string {
+  try {
+    return `cli:${userInfo().username || 'unknown'}`;
+  } catch {
+    return 'cli:unknown';
   }
 }

@@ -8,7 +8,7 @@
 //   127.0.0.1:8080         that host and port; [::1]:8080 for IPv6
 // An empty list allows any host.
 import { functionError } from './errors.ts';
-import type { AttemptOutcome, Runtimes } from './types.ts';
+import type { AttemptOutcome, RunnableFunction, Runtimes } from './types.ts';
 
 interface HostPattern {
   /** normalised host (IPv6 in brackets), or the suffix after `*.` */
@@ -107,18 +107,24 @@ function describeHost(url: string): string {
  */
 export function withUrlAllowlist(runtimes: Runtimes, allowlist: UrlAllowlist): Runtimes {
   if (allowlist.open) return runtimes;
+  const refused = (fn: RunnableFunction): AttemptOutcome | null => {
+    if (fn.runtime !== 'HTTP' || allowlist.allows(fn.url ?? '')) return null;
+    return {
+      ok: false,
+      error: functionError(URL_NOT_ALLOWED, `Function URL ${describeHost(fn.url ?? '')} is not allowed by HTTP_ALLOWLIST`),
+      durationMs: 0,
+      log: '',
+    };
+  };
   return {
     run(fn, req, signal) {
-      if (fn.runtime === 'HTTP' && !allowlist.allows(fn.url ?? '')) {
-        const outcome: AttemptOutcome = {
-          ok: false,
-          error: functionError(URL_NOT_ALLOWED, `Function URL ${describeHost(fn.url ?? '')} is not allowed by HTTP_ALLOWLIST`),
-          durationMs: 0,
-          log: '',
-        };
-        return Promise.resolve(outcome);
-      }
-      return runtimes.run(fn, req, signal);
+      const outcome = refused(fn);
+      return outcome === null ? runtimes.run(fn, req, signal) : Promise.resolve(outcome);
+    },
+    reserve(fn, options) {
+      const outcome = refused(fn);
+      if (outcome === null) return runtimes.reserve(fn, options);
+      return Promise.resolve({ granted: true, run: () => Promise.resolve(outcome), release: () => {} });
     },
     close: () => runtimes.close(),
   };

@@ -45,3 +45,16 @@ export function tailBytes(text: string, max: number): string {
   while (start < buf.length && ((buf[start] ?? 0) & 0xc0) === 0x80) start++;
   return buf.subarray(start).toString('utf8');
 }
+
+/**
+ * A failed attempt's log ends with the error report, as Lambda's does (`Invoke Error` and
+ * the error as JSON), unless the runtime already wrote the error there (timeouts, HTTP
+ * failures). So the Tail header and `invoke-ledger logs` say why an attempt failed.
+ */
+export function withErrorReport<O extends { ok: boolean; log: string; error?: { errorType: string; errorMessage: string; trace: string[] } }>(outcome: O): O {
+  if (outcome.ok || !outcome.error) return outcome;
+  const { errorType, errorMessage, trace } = outcome.error;
+  if (outcome.log.includes(`${errorType}: ${errorMessage}`)) return outcome;
+  const report = formatLogLine('ERROR', ['Invoke Error \t%s', JSON.stringify({ errorType, errorMessage, stack: trace })]);
+  return { ...outcome, log: tailBytes(outcome.log + report, MAX_LOG_BYTES) };
+}

@@ -2,15 +2,27 @@
 // The signal, its timer and the log function are created only when a handler uses them:
 // inline isolation serves a 12k invocations/s benchmark and most handlers touch neither.
 import { AttemptLog, formatLogLine, type LogLevel } from './attempt-log.ts';
-import type { HandlerContext, HandlerLog } from './types.ts';
+import type { HandlerContext, HandlerLog, ReplayInfo } from './types.ts';
+
+/** The header a handler (or an HTTP function) sends with invokes it makes: its own chain depth. */
+export const CHAIN_DEPTH_HEADER = 'x-ledger-chain-depth';
 
 export interface ContextInit {
   invocationId: string;
   functionName: string;
+  /** the version that runs */
   functionVersion: number;
+  /** the alias or version number the caller named; absent: unqualified ($LATEST) */
+  qualifier?: string | null | undefined;
   attempt: number;
   deadline: number;
   clientContext: unknown;
+  /** depth in a chain of invocations (absent: 0) */
+  chainDepth?: number | undefined;
+  /** Lambda's context.memoryLimitInMB (absent: 128) */
+  memoryMb?: number | undefined;
+  /** set when the attempt replays a recorded invocation (docs/replay.md) */
+  replay?: ReplayInfo | null | undefined;
   /** Receives each formatted log line; when absent the context keeps them (see collectedLog). */
   writeLog?: ((line: string) => void) | undefined;
   /**
@@ -23,10 +35,20 @@ export interface ContextInit {
 export class AttemptContext implements HandlerContext {
   readonly invocationId: string;
   readonly functionName: string;
-  readonly functionVersion: number;
+  readonly functionVersion: string;
   readonly attempt: number;
   readonly deadline: number;
   readonly clientContext: unknown;
+  readonly chainDepth: number;
+  /** Lambda's context fields, for handlers written for AWS Lambda */
+  readonly memoryLimitInMB: string;
+  readonly invokedFunctionArn: string;
+  readonly logGroupName: string;
+  readonly logStreamName: string;
+  readonly identity: undefined = undefined;
+  /** accepted and ignored: the attempt ends when the handler's promise (or callback) settles */
+  callbackWaitsForEmptyEventLoop = true;
+  readonly replay: ReplayInfo | null;
   private readonly writeLog: ((line: string) => void) | undefined;
   private ownLog: AttemptLog | undefined;
   private readonly selfTimed: boolean;
@@ -38,10 +60,18 @@ export class AttemptContext implements HandlerContext {
   constructor(init: ContextInit) {
     this.invocationId = init.invocationId;
     this.functionName = init.functionName;
-    this.functionVersion = init.functionVersion;
+    const qualifier = qualifierOf(init);
+    this.functionVersion = shownVersion(init.functionVersion, qualifier, null);
     this.attempt = init.attempt;
     this.deadline = init.deadline;
     this.clientContext = init.clientContext;
+    this.chainDepth = init.chainDepth ?? 0;
+    this.memoryLimitInMB = String(init.memoryMb ?? 128);
+    const region = process.env['AWS_REGION'] || 'us-east-1';
+    this.invokedFunctionArn = `arn:aws:lambda:${region}:000000000000:function:${init.functionName}${qualifier === null ? '' : `:${qualifier}`}`;
+    this.logGroupName = `/aws/lambda/${init.functionName}`;
+    this.logStreamName = `${init.functionName}/${init.functionVersion}/${init.invocationId}`;
+    this.replay = init.replay ?? null;
     this.writeLog = init.writeLog;
     this.selfTimed = init.selfTimed;
   }
@@ -49,6 +79,15 @@ export class AttemptContext implements HandlerContext {
   get awsRequestId(): string {
     return this.invocationId;
   }
+
+  get chainHeaders(): Readonly<Record<string, string>> {
+    return { [CHAIN_DEPTH_HEADER]: String(this.chainDepth) };
+  }
+
+  /** Lambda's legacy context methods (deprecated there, still called by old handlers): no-ops here */
+  done(): void {}
+  succeed(): void {}
+  fail(): void {}
 
   getRemainingTimeInMillis(): number {
     return Math.max(0, this.deadline - Date.now());
@@ -118,6 +157,20 @@ export class AttemptContext implements HandlerContext {
       this.timer = undefined;
     }
   }
+}
+
+/**
+ * The qualifier Lambda shows (docs/control-plane.md): what the caller named, or, for a
+ * replay, the version it was asked to run; null for an unqualified invoke ($LATEST).
+ */
+function qualifierOf(init: ContextInit): string | null {
+  if (init.qualifier) return init.qualifier;
+  return init.replay ? String(init.functionVersion) : null;
+}
+
+/** Lambda's AWS_LAMBDA_FUNCTION_VERSION and context.functionVersion: `$LATEST` or the version. */
+export function shownVersion(functionVersion: number, qualifier: string | null | undefined, replay: unknown): string {
+  return qualifier || replay ? String(functionVersion) : '$LATEST';
 }
 
 function deadlineReason(): DOMException {

@@ -56,6 +56,7 @@ export async function discoverFunctions(functionsDir: string, opts: { logger?: L
         file,
         config: inspected.config ?? {},
         contentHash: createHash('sha256').update(content).digest('hex'),
+        ...(inspected.schedule !== undefined ? { schedule: inspected.schedule } : {}),
       });
     }
   } finally {

@@ -34,7 +34,40 @@ export class HandlerPathError extends Error {
 }
 
 export function functionError(errorType: string, errorMessage: string, trace: string[] = []): FunctionError {
-  return { errorType, errorMessage, trace };
+  return { errorType, errorMessage: redactUrlSecrets(errorMessage), trace: trace.map(redactUrlSecrets) };
+}
+
+export const REDACTED = '[redacted]';
+
+// scheme://[userinfo@]host[/path][?query][#fragment], as it appears inside free text. The
+// userinfo is greedy up to the authority's last `@`, as WHATWG URL parses it.
+const URL_IN_TEXT = /\b[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^\s"'<>`]*/g;
+const URL_PARTS = /^([^:]+:\/\/)([^/?#]*@)?([^?#]*)(\?[^#]*)?(#.*)?$/s;
+/** Punctuation that ends a sentence or closes a bracket around a URL, not part of it. */
+const TRAILING = /[).,;:!}]+$/;
+
+const redactQuery = (query: string): string =>
+  `?${query
+    .slice(1)
+    .split('&')
+    .map((p) => (p.includes('=') ? `${p.slice(0, p.indexOf('='))}=${REDACTED}` : p === '' ? '' : REDACTED))
+    .join('&')}`;
+
+/**
+ * Error texts end up in events, which are never deleted: every URL in them loses its
+ * credentials, query values and fragment (they often carry tokens) before it is written.
+ * Query names stay, so the text still says what was called.
+ */
+export function redactUrlSecrets(text: string): string {
+  if (!text.includes('://')) return text;
+  return text.replace(URL_IN_TEXT, (match) => {
+    const trailing = TRAILING.exec(match)?.[0] ?? '';
+    const url = match.slice(0, match.length - trailing.length);
+    const parts = URL_PARTS.exec(url);
+    if (!parts) return match;
+    const [, scheme, userinfo, rest, query, fragment] = parts as unknown as [string, string, string?, string?, string?, string?];
+    return `${scheme}${userinfo ? `${REDACTED}@` : ''}${rest ?? ''}${query ? redactQuery(query) : ''}${fragment ? `#${REDACTED}` : ''}${trailing}`;
+  });
 }
 
 /** Lambda's wording, which SDK users and dashboards match on. */
@@ -48,9 +81,9 @@ const MAX_TRACE_LINES = 50;
 export function toFunctionError(thrown: unknown): FunctionError {
   if (thrown instanceof Error || looksLikeError(thrown)) {
     const err = thrown as Error;
-    return { errorType: errorTypeOf(err), errorMessage: String(err.message ?? ''), trace: stackLines(err.stack) };
+    return functionError(redactUrlSecrets(errorTypeOf(err)), String(err.message ?? ''), stackLines(err.stack));
   }
-  return { errorType: 'Error', errorMessage: describeValue(thrown), trace: [] };
+  return functionError('Error', describeValue(thrown));
 }
 
 function errorTypeOf(err: Error): string {

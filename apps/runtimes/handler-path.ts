@@ -62,3 +62,41 @@ function isInside(root: string, p: string): boolean {
   const rel = path.relative(root, p);
   return rel !== '' && rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
 }
+
+/** Lambda's Node.js order for `file.export`: as written, then .js, .mjs, .cjs; .ts last (this server's loader). */
+const LAMBDA_EXTENSIONS = ['', '.js', '.mjs', '.cjs', '.ts'];
+
+/**
+ * A Lambda handler (`index.handler`, `src/app.main`) inside a code package's directory:
+ * the module is the path up to the first dot of its last segment, the export the rest.
+ * Nothing outside the directory, as for FUNCTIONS_DIR.
+ */
+export function resolveLambdaHandler(dir: string, handler: string): ResolvedHandler {
+  const slash = handler.lastIndexOf('/');
+  const base = handler.slice(slash + 1);
+  const dot = base.indexOf('.');
+  if (dot <= 0 || dot === base.length - 1) throw new HandlerPathError(`Bad handler ${handler}: expected file.export, such as index.handler`, 'invalid');
+  const modulePath = handler.slice(0, slash + 1) + base.slice(0, dot);
+  const exportName = base.slice(dot + 1);
+  if (!EXPORT_NAME.test(exportName)) throw new HandlerPathError(`Invalid export name '${exportName}' in handler '${handler}'`, 'invalid');
+  let root: string;
+  try {
+    root = realpathSync(dir);
+  } catch {
+    throw new HandlerPathError(`Code directory '${dir}' does not exist`, 'missing');
+  }
+  const candidate = path.resolve(root, modulePath);
+  if (!isInside(root, candidate)) throw new HandlerPathError(`Handler '${handler}' is outside the code package`, 'outside');
+  for (const ext of LAMBDA_EXTENSIONS) {
+    try {
+      const real = realpathSync(candidate + ext);
+      if (statSync(real).isFile()) {
+        if (!isInside(root, real)) throw new HandlerPathError(`Handler '${handler}' is outside the code package`, 'outside');
+        return { file: real, exportName };
+      }
+    } catch (e) {
+      if (e instanceof HandlerPathError) throw e;
+    }
+  }
+  throw new HandlerPathError(`Cannot find module '${modulePath}' in the code package (tried ${LAMBDA_EXTENSIONS.map((e) => modulePath + e).join(', ')})`, 'missing');
+}

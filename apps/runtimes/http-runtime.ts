@@ -3,8 +3,10 @@
 import { createHmac } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { AttemptLog, formatLogLine } from './attempt-log.ts';
-import { ErrorType, describeReason, MAX_RESULT_BYTES, functionError, timeoutError } from './errors.ts';
+import { CHAIN_DEPTH_HEADER } from './context.ts';
+import { ErrorType, describeReason, MAX_RESULT_BYTES, REDACTED, functionError, timeoutError } from './errors.ts';
 import type { AttemptOutcome, AttemptRequest, FunctionError, RunnableFunction } from './types.ts';
+import { outgoingTraceHeaders } from '../telemetry/tracing.ts';
 
 /** How much of a failing response body goes into errorMessage. */
 const ERROR_BODY_CHARS = 1024;
@@ -16,7 +18,9 @@ export function signBody(secret: string, body: string): string {
 export async function runHttp(fn: RunnableFunction, req: AttemptRequest, graceMs: number, signal?: AbortSignal): Promise<AttemptOutcome> {
   const startedAt = performance.now();
   const log = new AttemptLog();
-  const fail = (error: FunctionError, httpStatus?: number): AttemptOutcome => {
+  const hide = secretsOfUrl(fn.url);
+  const fail = (unsafe: FunctionError, httpStatus?: number): AttemptOutcome => {
+    const error = withoutSecrets(unsafe, hide);
     log.append(formatLogLine('ERROR', [`${error.errorType}: ${error.errorMessage}`]));
     const outcome: AttemptOutcome = { ok: false, error, durationMs: elapsed(startedAt), log: log.toString() };
     if (httpStatus !== undefined) outcome.httpStatus = httpStatus;
@@ -43,7 +47,16 @@ export async function runHttp(fn: RunnableFunction, req: AttemptRequest, graceMs
     'content-type': 'application/json',
     'x-ledger-invocation-id': req.invocationId,
     'x-ledger-attempt': String(req.attempt),
+    // passed back on invokes the function makes: the loop guard counts the chain through it
+    [CHAIN_DEPTH_HEADER]: String(req.chainDepth ?? 0),
+    // W3C traceparent/tracestate of the attempt's span (nothing when tracing is off)
+    ...outgoingTraceHeaders(),
   };
+  // a replayed attempt (docs/replay.md): the function can stub its own outbound calls
+  if (req.replay) {
+    headers['x-ledger-replay-id'] = req.replay.replayId;
+    headers['x-ledger-replay-of'] = req.replay.originalInvocationId;
+  }
   if (fn.secret !== null && fn.secret !== '') headers['x-ledger-signature'] = signBody(fn.secret, body);
 
   const timeout = AbortSignal.timeout(fn.timeoutMs + graceMs);
@@ -101,6 +114,32 @@ function connectionCause(err: unknown): string {
   if (cause !== undefined && typeof cause.code === 'string') return cause.code;
   if (cause !== undefined && typeof cause.message === 'string') return cause.message;
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Values in a function URL that may be secrets: credentials and query values (6+ characters). */
+export function secretsOfUrl(url: string | null | undefined): string[] {
+  let u: URL;
+  try {
+    u = new URL(url ?? '');
+  } catch {
+    return [];
+  }
+  const raw = [u.username, u.password, ...u.search.slice(1).split('&').map((p) => p.slice(p.indexOf('=') + 1))];
+  const values = raw.flatMap((v) => {
+    try {
+      return [v, decodeURIComponent(v.replace(/\+/g, ' '))];
+    } catch {
+      return [v];
+    }
+  });
+  return [...new Set(values.filter((v) => v.length >= 6))].sort((a, b) => b.length - a.length);
+}
+
+/** An endpoint may echo its request line (query included) into its error page: those values go. */
+function withoutSecrets(error: FunctionError, secrets: readonly string[]): FunctionError {
+  if (secrets.length === 0) return error;
+  const clean = (text: string) => secrets.reduce((t, s) => t.split(s).join(REDACTED), text);
+  return { ...error, errorMessage: clean(error.errorMessage), trace: error.trace.map(clean) };
 }
 
 function elapsed(since: number): number {

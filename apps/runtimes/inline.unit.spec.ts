@@ -22,7 +22,16 @@ describe('inline isolation', () => {
     );
     expect(outcome).toMatchObject({
       ok: true,
-      result: { event: 'e', functionName: 'probe', functionVersion: 2, attempt: 2, clientContext: { custom: true }, aborted: false },
+      // invoked without a qualifier: Lambda's `$LATEST`
+      result: {
+        event: 'e',
+        functionName: 'probe',
+        functionVersion: '$LATEST',
+        invokedFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:probe',
+        attempt: 2,
+        clientContext: { custom: true },
+        aborted: false,
+      },
     });
     expect(outcome.log).toMatch(/\tINFO\thello/);
     expect(outcome.log).toMatch(/\tERROR\tbad thing 42/);
@@ -75,5 +84,23 @@ describe('inline isolation', () => {
     const pending = runtimes.run(inline('thread-id.ts#politeSleep', { timeoutMs: 60_000 }), attemptRequest(), controller.signal);
     controller.abort(new Error('bye'));
     expect(await pending).toMatchObject({ ok: false, error: { errorType: 'Runtime.Aborted', errorMessage: 'Attempt aborted: bye' } });
+  });
+
+  // Inline isolation cannot stop a handler that blocks the event loop, but the record must
+  // say the attempt overran its timeout, not that it succeeded. (The blocks are busy-waits
+  // of 300 ms against a 100 ms timeout: the outcome does not depend on the machine's speed.)
+  for (const handler of ['blocks.ts#blockSync', 'blocks.ts#blockBeforeAwait']) {
+    it(`records a handler that blocked the event loop past its timeout as timed out (${handler})`, async () => {
+      const outcome = await runtimes.run(inline(handler, { timeoutMs: 100 }), attemptRequest({ ms: 300 }));
+      expect(outcome).toMatchObject({ ok: false, error: { errorType: 'Sandbox.Timedout', errorMessage: 'Task timed out after 0.10 seconds' } });
+      expect(outcome.durationMs).toBeGreaterThan(100); // past its timeout: the time it really ran
+      expect(outcome.log).toMatch(/The handler blocked the event loop for \d+ ms, past its 100 ms timeout; inline isolation cannot interrupt it/);
+    });
+  }
+
+  it('records a handler that settles after its deadline (blocking after an await) as timed out', async () => {
+    const outcome = await runtimes.run(inline('blocks.ts#blockAfterAwait', { timeoutMs: 100 }), attemptRequest({ ms: 300 }));
+    expect(outcome).toMatchObject({ ok: false, error: { errorType: 'Sandbox.Timedout' } });
+    expect(outcome.durationMs).toBeGreaterThan(100); // past its timeout: the time it really ran
   });
 });

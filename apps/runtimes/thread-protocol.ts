@@ -1,7 +1,7 @@
 // Messages between the main thread (thread-pool.ts, discover.ts) and a runtime thread
 // (thread-main.ts). Payloads cross by structured clone; results cross as JSON text so
 // they have exactly the JSON semantics callers store.
-import type { FunctionError } from './types.ts';
+import type { FunctionError, ReplayInfo } from './types.ts';
 
 export interface RunMessage {
   t: 'run';
@@ -13,9 +13,18 @@ export interface RunMessage {
   invocationId: string;
   functionName: string;
   functionVersion: number;
+  /** the alias or version number the caller named (context.ts) */
+  qualifier?: string | null;
   attempt: number;
   timeoutMs: number;
   clientContext: unknown;
+  chainDepth?: number;
+  /** Lambda's context.memoryLimitInMB */
+  memoryMb?: number;
+  /** package code: exactly what process.env holds while the attempt runs (nothing of the server's) */
+  env?: Record<string, string>;
+  /** docs/replay.md: context.replay */
+  replay?: ReplayInfo | null;
   /**
    * The thread has run this module before, so the main thread started the function's
    * timeout when it sent the attempt: no `started` message comes back.
@@ -61,7 +70,38 @@ export interface InspectedMessage {
   ok: boolean;
   hasHandler?: boolean;
   config?: Record<string, unknown>;
+  /** the module's `schedule` export, as data */
+  schedule?: unknown;
   error?: string;
 }
 
-export type FromThread = StartedMessage | LogMessage | DoneMessage | InspectedMessage;
+/** An error as it crosses the thread boundary. */
+export interface ThreadError {
+  name: string;
+  message: string;
+  stack?: string | undefined;
+}
+
+/**
+ * The running attempt's own code threw outside its awaited promise (a timer, an emitter,
+ * an unhandled rejection): the attempt fails with Runtime.ExitError and the thread is retired.
+ */
+export interface CrashMessage {
+  t: 'crash';
+  id: number;
+  error: ThreadError;
+}
+
+/**
+ * Code that is not the running attempt's threw or called process.exit: a timer left behind
+ * by an attempt that has ended, or code whose origin is unknown. No attempt is blamed; the
+ * thread is retired once its current attempt (if any) ends.
+ */
+export interface StrayMessage {
+  t: 'stray';
+  error: ThreadError;
+  /** the ended attempt whose code it was, when the thread can tell */
+  culprit: { invocationId: string; functionName: string; attempt: number } | null;
+}
+
+export type FromThread = StartedMessage | LogMessage | DoneMessage | InspectedMessage | CrashMessage | StrayMessage;

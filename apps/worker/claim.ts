@@ -1,10 +1,15 @@
 // Claiming due async work: one SKIP LOCKED statement picks a batch, and one append starts
-// the attempts (or dead-letters what may not run) in the same transaction.
-import { sql } from 'kysely';
-import type { FunctionVersion, FunctionVersionCache } from '../../db/functions.ts';
-import type { InvocationState, NewEvent } from '../../db/lifecycle.ts';
+// the attempts (or dead-letters what may not run) in the same transaction. What becomes
+// of each row is db/decisions.ts's call; this file only reads, asks and appends.
+import { lockDueAsync, type DueRow } from '../../db/claims.ts';
+import { missingVersion, type FunctionVersion, type FunctionVersionCache } from '../../db/functions.ts';
+import { claimDecision, deadLetterEvents, startEvents, throttledRunAt, type RetryPolicy } from '../../db/decisions.ts';
+import type { InvocationState } from '../../db/lifecycle.ts';
+import { retryPolicyOf } from '../../db/retry-policy.ts';
+import { tickEvent } from '../../db/schedules/context.ts';
 import type { Db, Executor } from '../../db/schema.ts';
 import { lockFreeSlots } from '../../db/concurrency.ts';
+import { deferThrottled } from '../../db/queue-rows.ts';
 import { appendBatch, stateFromRow, type AppendRequest } from '../../db/writer.ts';
 import type { FinishedInvocation } from './destinations.ts';
 
@@ -13,8 +18,17 @@ export interface ClaimedAttempt {
   /** the running state, as the started append returned it */
   state: InvocationState;
   fn: FunctionVersion;
+  /** the limits its failure is decided by: its own (a schedule tick's) or its function's */
+  policy: RetryPolicy;
+  /** the event this attempt receives (a schedule tick's is rendered for the attempt) */
   payload: unknown;
   leaseMs: number;
+  /** its depth in a chain of invocations (docs/worker.md), handed to the handler's context */
+  chainDepth: number;
+  /** the trace context stored with `accepted` (docs/observability.md) */
+  trace?: { traceparent: string; tracestate?: string };
+  /** the alias or version number the caller named (`accepted`), for the handler's context; null: unqualified */
+  qualifier: string | null;
 }
 
 export interface ClaimOptions {
@@ -39,7 +53,7 @@ export interface ClaimResult {
   throttled: { functionName: string; runAt: Date }[];
 }
 
-type ClaimRow = Parameters<typeof stateFromRow>[0] & { payload: unknown; reserved: number | null; db_now: Date };
+type ClaimRow = DueRow;
 
 /**
  * Picks up to `limit` due async invocations, oldest due first. The queue rows are locked
@@ -49,25 +63,7 @@ type ClaimRow = Parameters<typeof stateFromRow>[0] & { payload: unknown; reserve
  */
 export async function claimDueInvocations(db: Db, o: ClaimOptions): Promise<ClaimResult> {
   return db.transaction().execute(async (tx) => {
-    // Right after a burst of accepts the statistics still say the queue is tiny, and the
-    // planner would bitmap-scan every runnable row before the LIMIT (hundreds of ms).
-    // The partial index in run_at order with the LIMIT first is right at any size.
-    await sql`set local enable_bitmapscan = off`.execute(tx);
-    const { rows } = await sql<ClaimRow>`
-      with picked as materialized (
-        select q.invocation_id, q.run_at, q.locked_by from ledger.queue q
-        where q.locked_by is null and q.run_at <= now() and q.invocation_type = 'async'
-        order by q.run_at
-        limit ${o.limit}
-        for update skip locked
-      )
-      select i.*, p.run_at, p.locked_by, e.data -> 'payload' as payload, c.reserved, now() as db_now
-      from picked p
-      join ledger.invocations i on i.id = p.invocation_id
-      join ledger.events e on e.invocation_id = p.invocation_id and e.seq = 1
-      left join ledger.function_concurrency c on c.name = i.function_name
-      order by p.run_at
-      for update of i skip locked`.execute(tx);
+    const rows = await lockDueAsync(tx, o.limit);
     const result: ClaimResult = { picked: rows.length, started: [], deadLettered: [], throttled: [] };
     if (rows.length === 0) return result;
     const now = (rows[0] as ClaimRow).db_now;
@@ -82,22 +78,23 @@ export async function claimDueInvocations(db: Db, o: ClaimOptions): Promise<Clai
       }),
     );
 
-    const toStart: { row: ClaimRow; state: InvocationState; fn: FunctionVersion }[] = [];
-    const toDeadLetter: { row: ClaimRow; state: InvocationState; fn: FunctionVersion; reason: 'EventAgeExceeded' | 'ZeroReservedConcurrency' }[] = [];
-    const limited = new Map<string, { row: ClaimRow; state: InvocationState; fn: FunctionVersion }[]>();
+    type Picked = { row: ClaimRow; state: InvocationState; fn: FunctionVersion; policy: RetryPolicy };
+    const toStart: Picked[] = [];
+    const toDeadLetter: (Picked & { reason: 'EventAgeExceeded' | 'ZeroReservedConcurrency' })[] = [];
+    const limited = new Map<string, Picked[]>();
     for (const row of rows) {
       const state = stateFromRow(row);
       const fn = fns.get(`${row.function_name}\u0000${row.function_version}`) ?? missingVersion(row);
-      if (now.getTime() - state.acceptedAt.getTime() > fn.maxEventAgeSeconds * 1000) {
-        toDeadLetter.push({ row, state, fn, reason: 'EventAgeExceeded' });
-      } else if (row.reserved === 0) {
-        toDeadLetter.push({ row, state, fn, reason: 'ZeroReservedConcurrency' });
-      } else if (row.reserved !== null) {
+      const policy = retryPolicyOf(fn, row.retry_policy);
+      const decision = claimDecision(state, policy, row.reserved, now);
+      if (decision.kind === 'dead_letter') {
+        toDeadLetter.push({ row, state, fn, policy, reason: decision.reason });
+      } else if (decision.kind === 'needs_slot') {
         let list = limited.get(row.function_name);
         if (!list) limited.set(row.function_name, (list = []));
-        list.push({ row, state, fn });
+        list.push({ row, state, fn, policy });
       } else {
-        toStart.push({ row, state, fn });
+        toStart.push({ row, state, fn, policy });
       }
     }
 
@@ -108,11 +105,7 @@ export async function claimDueInvocations(db: Db, o: ClaimOptions): Promise<Clai
         const free = slots.get(name) ?? 0;
         list.forEach((item, i) => {
           if (i < free) return toStart.push(item);
-          // throttled: not an attempt, so no event and no retry spent; back off with age
-          const ageMs = now.getTime() - item.state.acceptedAt.getTime();
-          const deadline = item.state.acceptedAt.getTime() + item.fn.maxEventAgeSeconds * 1000 + 1;
-          const delay = Math.min(o.throttleMaxDelayMs, Math.max(50, ageMs / 2)) * (0.5 + random() / 2);
-          throttled.push({ id: item.state.id, functionName: name, runAt: new Date(Math.min(now.getTime() + delay, deadline)) });
+          throttled.push({ id: item.state.id, functionName: name, runAt: throttledRunAt(item.state, item.policy, now, o.throttleMaxDelayMs, random()) });
         });
       }
     }
@@ -124,12 +117,11 @@ export async function claimDueInvocations(db: Db, o: ClaimOptions): Promise<Clai
         expectedSeq: state.lastSeq,
         prior: state,
         leaseMs: fn.timeoutMs + o.leaseGraceMs,
-        events: [{ type: 'started', data: { attempt: state.attempts + 1, workerId: o.workerId } }],
+        events: startEvents(state, o.workerId),
       });
     }
     for (const { state, reason } of toDeadLetter) {
-      const event: NewEvent = { type: 'dead_lettered', data: { reason } };
-      requests.push({ invocationId: state.id, expectedSeq: state.lastSeq, prior: state, events: [event] });
+      requests.push({ invocationId: state.id, expectedSeq: state.lastSeq, prior: state, events: deadLetterEvents(reason) });
     }
     const { results, rejected } = await appendBatch(tx, requests);
     if (rejected.length > 0) {
@@ -137,8 +129,19 @@ export async function claimDueInvocations(db: Db, o: ClaimOptions): Promise<Clai
       throw rejected[0]?.error;
     }
     const byId = new Map(results.map((r) => [r.invocationId, r.state]));
-    for (const { row, state, fn } of toStart) {
-      result.started.push({ state: byId.get(state.id) as InvocationState, fn, payload: row.payload, leaseMs: fn.timeoutMs + o.leaseGraceMs });
+    for (const { row, state, fn, policy } of toStart) {
+      const started = byId.get(state.id) as InvocationState;
+      result.started.push({
+        state: started,
+        fn,
+        policy,
+        // EventBridge Scheduler substitutes the context attributes per attempt (docs/schedules.md)
+        payload: row.schedule_input ? tickEvent(row.schedule_input, started.attempts) : row.payload,
+        leaseMs: fn.timeoutMs + o.leaseGraceMs,
+        chainDepth: row.chain_depth ?? 0,
+        qualifier: row.qualifier,
+        ...(row.traceparent ? { trace: { traceparent: row.traceparent, ...(row.tracestate ? { tracestate: row.tracestate } : {}) } } : {}),
+      });
     }
     const finished: FinishedInvocation[] = [];
     for (const { row, state, fn } of toDeadLetter) {
@@ -147,10 +150,7 @@ export async function claimDueInvocations(db: Db, o: ClaimOptions): Promise<Clai
       finished.push({ state: final, fn, payload: row.payload });
     }
     if (throttled.length > 0) {
-      await sql`
-        update ledger.queue q set run_at = t.run_at
-        from unnest(${throttled.map((t) => t.id)}::uuid[], ${throttled.map((t) => t.runAt.toISOString())}::timestamptz[]) as t(id, run_at)
-        where q.invocation_id = t.id`.execute(tx);
+      await deferThrottled(tx, throttled);
       result.throttled = throttled.map((t) => ({ functionName: t.functionName, runAt: t.runAt }));
     }
     if (finished.length > 0 && o.onTerminal) await o.onTerminal(tx, finished);
@@ -158,27 +158,3 @@ export async function claimDueInvocations(db: Db, o: ClaimOptions): Promise<Clai
   });
 }
 
-
-/** Versions are never deleted; if one is missing anyway, the attempt fails with defaults. */
-export function missingVersion(row: { function_name: string; function_version: number }): FunctionVersion {
-  return {
-    name: row.function_name,
-    version: row.function_version,
-    createdAt: new Date(0),
-    runtime: 'MODULE',
-    handler: null,
-    url: null,
-    timeoutMs: 3_000,
-    memoryMb: 256,
-    maxRetries: 2,
-    retryBaseDelayMs: 60_000,
-    retryMaxDelayMs: 900_000,
-    maxEventAgeSeconds: 21_600,
-    reservedConcurrency: null,
-    onSuccess: null,
-    onFailure: null,
-    isolation: 'thread',
-    secret: null,
-    codeHash: null,
-  };
-}

@@ -1,9 +1,12 @@
-// Completions, group-committed: outcomes wait while a flush is in flight and go together
-// in the next one, so many attempts cost one statement. A batch whose functions have
-// destinations commits its outcome events and the delivery intents in one transaction.
+// Completions, group-committed (db/group-commit.ts): outcomes wait while a write is in
+// flight and go together in the next one, so many attempts cost one statement. A group
+// whose functions have destinations commits its outcome events and the delivery intents
+// in one transaction. An outcome the database refuses on its own is recorded as a
+// failure of its attempt (OutcomeNotStored) instead, and its neighbours are unaffected.
 import type { Logger } from 'pino';
-import { recordOutcomes, type Outcome } from '../../db/attempts.ts';
+import { outcomeNotStored, recordOutcomes, type Outcome } from '../../db/attempts.ts';
 import { isDatabaseUnavailable, SequenceConflict } from '../../db/errors.ts';
+import { GroupCommit, OUTCOME_RETRY } from '../../db/group-commit.ts';
 import type { InvocationState } from '../../db/lifecycle.ts';
 import type { Db, Executor } from '../../db/schema.ts';
 import type { ClaimedAttempt } from './claim.ts';
@@ -23,95 +26,61 @@ export interface CompletionOptions {
   onTerminal: (tx: Executor, finished: FinishedInvocation[]) => Promise<void>;
   maxBatch?: number;
   maxConcurrentFlushes?: number;
-  /** how long a flush is retried while the database is unreachable */
+  /** how long a group is retried while the database is unreachable (default 60 s) */
   retryForMs?: number;
-}
-
-interface Pending {
-  item: Completion;
-  resolve: (r: Recorded) => void;
+  /** told the size of every group written (ledger_commit_batch_size{kind="async_outcome"}) */
+  onBatch?: (size: number) => void;
 }
 
 export class CompletionFlusher {
-  private pending: Pending[] = [];
-  private inFlight = 0;
-  private idleWaiters: (() => void)[] = [];
+  private readonly commit: GroupCommit<Completion, Recorded>;
 
-  constructor(private readonly o: CompletionOptions) {}
-
-  /** outcomes waiting or being written */
-  get size(): number {
-    return this.pending.length + this.inFlight;
+  constructor(private readonly o: CompletionOptions) {
+    this.commit = new GroupCommit((items) => this.write(items), {
+      maxBatch: o.maxBatch ?? 1000,
+      maxConcurrentFlushes: o.maxConcurrentFlushes ?? 2,
+      retry: o.retryForMs === undefined ? OUTCOME_RETRY : { retryForMs: o.retryForMs },
+      // a stale attempt (reaped meanwhile) is not replaced: its loss is already recorded
+      replace: (item, e) => (e instanceof SequenceConflict ? null : { ...item, outcome: outcomeNotStored(item.outcome, e) }),
+    });
   }
 
+  /** outcomes waiting, plus writes in flight */
+  get size(): number {
+    return this.commit.size;
+  }
+
+  /** Never rejects: an outcome that could not be recorded resolves null, and its lease expires. */
   submit(item: Completion): Promise<Recorded> {
-    return new Promise((resolve) => {
-      this.pending.push({ item, resolve });
-      this.pump();
+    return this.commit.submit(item).catch((e: unknown) => {
+      const invocationId = item.attempt.state.id;
+      if (e instanceof SequenceConflict) this.o.logger.warn({ invocationId }, 'outcome not recorded: the attempt was already recorded as lost');
+      else if (isDatabaseUnavailable(e)) this.o.logger.error({ err: e, invocationId }, 'outcome not recorded; its lease will expire and it will be retried');
+      else this.o.logger.error({ err: e, invocationId }, 'outcome refused by the database, and so was its replacement; its lease will expire');
+      return null;
     });
   }
 
   /** resolves when everything submitted so far is written (or given up) */
   drained(): Promise<void> {
-    if (this.pending.length === 0 && this.inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return this.commit.drained();
   }
 
-  private pump(): void {
-    const max = this.o.maxConcurrentFlushes ?? 2;
-    while (this.pending.length > 0 && this.inFlight < max) {
-      const batch = this.pending.splice(0, this.o.maxBatch ?? 1000);
-      this.inFlight++;
-      this.flushWithRetry(batch.map((b) => b.item))
-        .then((out) => batch.forEach((b, i) => b.resolve(out[i] ?? null)))
-        .finally(() => {
-          this.inFlight--;
-          this.pump();
-          if (this.pending.length === 0 && this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
-        });
-    }
-  }
-
-  private async flushWithRetry(items: Completion[]): Promise<Recorded[]> {
-    const until = Date.now() + (this.o.retryForMs ?? 60_000);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.flush(items);
-      } catch (e) {
-        if (e instanceof SequenceConflict && items.length > 1) {
-          // one of them was reaped meanwhile: record them one by one and drop the loser
-          const out: Recorded[] = [];
-          for (const item of items) out.push(...(await this.flushWithRetry([item])));
-          return out;
-        }
-        if (e instanceof SequenceConflict) {
-          this.o.logger.warn({ invocationId: items[0]?.attempt.state.id }, 'outcome not recorded: the attempt was already recorded as lost');
-          return [null];
-        }
-        if (!isDatabaseUnavailable(e) || Date.now() > until) {
-          this.o.logger.error({ err: e, count: items.length }, 'outcomes not recorded; their leases will expire and be retried');
-          return items.map(() => null);
-        }
-        await new Promise((r) => setTimeout(r, Math.min(2_000, 50 * 2 ** attempt)));
-      }
-    }
-  }
-
-  private async flush(items: Completion[]): Promise<Recorded[]> {
-    const finished = items.map(({ attempt, outcome }) => ({ state: attempt.state, policy: attempt.fn, outcome }));
-    const write = async (db: Executor) => {
+  private async write(items: readonly Completion[]): Promise<Recorded[]> {
+    this.o.onBatch?.(items.length);
+    const finished = items.map(({ attempt, outcome }) => ({ state: attempt.state, policy: attempt.policy, outcome }));
+    const record = async (db: Executor) => {
       const { results, rejected } = await recordOutcomes(db, finished);
       if (rejected.length > 0) this.o.logger.error({ rejected: rejected.map((r) => r.error.message) }, 'outcome rejected');
-      const byId = new Map(results.map((r) => [r.invocationId, r.state]));
-      return { byId, results };
+      return new Map(results.map((r) => [r.invocationId, r.state]));
     };
     let byId: Map<string, InvocationState>;
     if (items.some((i) => hasDestinations(i.attempt.fn))) {
       byId = await this.o.db.transaction().execute(async (tx) => {
-        const written = await write(tx);
+        const written = await record(tx);
         const terminal: FinishedInvocation[] = [];
         for (const { attempt, outcome } of items) {
-          const state = written.byId.get(attempt.state.id);
+          const state = written.get(attempt.state.id);
           if (!state || (state.status !== 'succeeded' && state.status !== 'dead_lettered')) continue;
           terminal.push({
             state,
@@ -121,10 +90,10 @@ export class CompletionFlusher {
           });
         }
         if (terminal.length > 0) await this.o.onTerminal(tx, terminal);
-        return written.byId;
+        return written;
       });
     } else {
-      byId = (await write(this.o.db)).byId;
+      byId = await record(this.o.db);
     }
     return items.map((i) => byId.get(i.attempt.state.id) ?? null);
   }

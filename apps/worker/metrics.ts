@@ -1,7 +1,7 @@
 // Worker metrics on the process registry. Queue gauges are read from the database on
 // scrape (one query, shared by the gauges, cached for a second).
-import { sql } from 'kysely';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { mappingLags, queueDepth, type MappingLag, type QueueDepth } from '../../db/monitoring.ts';
 import type { Db } from '../../db/schema.ts';
 
 export interface WorkerMetrics {
@@ -17,29 +17,14 @@ function once<T>(registry: Registry, name: string, make: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? make();
 }
 
-interface QueueStats {
-  due: number;
-  scheduled: number;
-  running: number;
-  oldest: number;
-}
-
 export function workerMetrics(registry: Registry, db: Db): WorkerMetrics {
   const registers = [registry];
-  let cached: { at: number; stats: Promise<QueueStats> } | null = null;
-  const stats = (): Promise<QueueStats> => {
+  let cached: { at: number; stats: Promise<QueueDepth> } | null = null;
+  const stats = (): Promise<QueueDepth> => {
     if (!cached || Date.now() - cached.at > 1_000) {
       cached = {
         at: Date.now(),
-        stats: sql<QueueStats>`
-          select count(*) filter (where locked_by is null and run_at <= now())::int as due,
-                 count(*) filter (where locked_by is null and run_at > now())::int as scheduled,
-                 count(*) filter (where locked_by is not null)::int as running,
-                 coalesce(extract(epoch from now() - min(run_at) filter (where locked_by is null and run_at <= now())), 0)::float8 as oldest
-          from ledger.queue where invocation_type = 'async' or locked_by is not null`
-          .execute(db)
-          .then((r) => r.rows[0] as QueueStats)
-          .catch(() => ({ due: Number.NaN, scheduled: Number.NaN, running: Number.NaN, oldest: Number.NaN })),
+        stats: queueDepth(db).catch(() => ({ due: Number.NaN, scheduled: Number.NaN, running: Number.NaN, oldest: Number.NaN })),
       };
     }
     return cached.stats;
@@ -65,6 +50,43 @@ export function workerMetrics(registry: Registry, db: Db): WorkerMetrics {
       registers,
       async collect() {
         this.set((await stats()).oldest);
+      },
+    }),
+  );
+  // event source mappings: how far each is behind its queue (docs/observability.md)
+  let lagCache: { at: number; rows: Promise<MappingLag[]> } | null = null;
+  const lags = (): Promise<MappingLag[]> => {
+    if (!lagCache || Date.now() - lagCache.at > 1_000) {
+      lagCache = {
+        at: Date.now(),
+        rows: mappingLags(db).catch(() => []),
+      };
+    }
+    return lagCache.rows;
+  };
+  once(registry, 'ledger_mapping_lag_seconds', () =>
+    new Gauge({
+      name: 'ledger_mapping_lag_seconds',
+      help: 'Age of the oldest visible message in the queue of each enabled event source mapping (0: caught up)',
+      labelNames: ['queue', 'function'],
+      registers,
+      async collect() {
+        const rows = await lags();
+        this.reset();
+        for (const r of rows) this.set({ queue: r.queue, function: r.function }, r.lag);
+      },
+    }),
+  );
+  once(registry, 'ledger_mapping_backlog_messages', () =>
+    new Gauge({
+      name: 'ledger_mapping_backlog_messages',
+      help: 'Visible messages waiting in the queue of each enabled event source mapping',
+      labelNames: ['queue', 'function'],
+      registers,
+      async collect() {
+        const rows = await lags();
+        this.reset();
+        for (const r of rows) this.set({ queue: r.queue, function: r.function }, r.visible);
       },
     }),
   );

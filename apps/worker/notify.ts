@@ -1,27 +1,13 @@
-// LISTEN ledger_events: a hint that work may be due, debounced. Polling stays the
-// fallback, so a lost connection only costs latency; it reconnects with backoff.
-import type pg from 'pg';
-import type { Logger } from 'pino';
-import { connectClient } from '../../db/connection.ts';
-import { EVENTS_CHANNEL } from '../../db/writer.ts';
+// Wake-ups from the process's one LISTEN connection (db/notifications.ts), debounced:
+// the first notification wakes at once (pickup latency), the rest of a burst inside the
+// window becomes one trailing wake-up. A reconnect wakes too: something may have been
+// missed while the connection was down.
+import type { LedgerNotifications } from '../../db/notifications.ts';
 
-export interface Listener {
-  close(): Promise<void>;
-}
-
-export function listenForEvents(
-  databaseUrl: string,
-  onHint: () => void,
-  o: { logger: Logger; debounceMs?: number; maxBackoffMs?: number; channel?: string },
-): Listener {
-  let client: pg.Client | null = null;
+/** Calls `onHint` for notifications on `channel`; returns the unsubscribe. */
+export function wakeOn(notifications: LedgerNotifications, channel: string, onHint: () => void, debounceMs = 5): () => void {
   let closed = false;
   let debounce: NodeJS.Timeout | null = null;
-  let retry: NodeJS.Timeout | null = null;
-  let backoff = 100;
-
-  // Leading edge: the first notification wakes the worker at once (pickup latency);
-  // the rest of a burst inside the window becomes one trailing wake-up.
   let pending = false;
   const hint = () => {
     if (closed) return;
@@ -36,53 +22,12 @@ export function listenForEvents(
         pending = false;
         onHint();
       }
-    }, o.debounceMs ?? 5);
+    }, debounceMs);
   };
-
-  const connect = async () => {
-    retry = null;
-    if (closed) return;
-    let c: pg.Client | null = null;
-    try {
-      // LISTEN needs no privileges: the login role is fine
-      c = await connectClient(databaseUrl);
-      c.on('notification', hint);
-      const lost = () => {
-        if (client !== c) return;
-        client = null;
-        schedule();
-      };
-      c.on('error', lost);
-      c.on('end', lost);
-      await c.query(`listen ${o.channel ?? EVENTS_CHANNEL}`);
-      if (closed) {
-        await c.end().catch(() => {});
-        return;
-      }
-      client = c;
-      backoff = 100;
-      hint(); // something may have happened while we were away
-    } catch (e) {
-      await c?.end().catch(() => {});
-      o.logger.warn({ err: (e as Error).message, retryInMs: backoff }, 'LISTEN connection failed; polling meanwhile');
-      schedule();
-    }
-  };
-  const schedule = () => {
-    if (closed || retry) return;
-    retry = setTimeout(() => void connect(), backoff);
-    backoff = Math.min(o.maxBackoffMs ?? 10_000, backoff * 2);
-  };
-
-  void connect();
-  return {
-    async close() {
-      closed = true;
-      if (debounce) clearTimeout(debounce);
-      if (retry) clearTimeout(retry);
-      const c = client;
-      client = null;
-      await c?.end().catch(() => {});
-    },
+  const off = notifications.on(channel, hint);
+  return () => {
+    closed = true;
+    if (debounce) clearTimeout(debounce);
+    off();
   };
 }

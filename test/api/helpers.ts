@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { createFunction, type FunctionConfigInput, type FunctionVersion } from '../../db/functions.ts';
+import type { LedgerNotifications } from '../../db/notifications.ts';
 import type { Db } from '../../db/schema.ts';
 import { createApp } from '../../apps/api/app.ts';
 import { InvokeService } from '../../apps/api/invoke.ts';
@@ -22,7 +23,7 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
-export async function startApi(db: Db, options: { coalesce?: boolean } = {}): Promise<RunningApi> {
+export async function startApi(db: Db, options: { coalesce?: boolean; notifications?: LedgerNotifications } = {}): Promise<RunningApi> {
   const runtimes = createRuntimes({ functionsDir: FIXTURES, logger: silent, poolSize: 2 });
   const invoke = new InvokeService({ db, runtimes, instanceId: 'test-api', logger: silent, ...options });
   const app = createApp({ db, invoke, logger: silent, registry: new Registry(), functionsDir: FIXTURES });

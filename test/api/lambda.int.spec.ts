@@ -60,11 +60,13 @@ describe('RequestResponse', () => {
     expect(out.StatusCode).toBe(200);
     expect(out.FunctionError).toBeUndefined();
     expect(fromBytes(out.Payload)).toEqual({ a: 1 });
-    expect(out.ExecutedVersion).toBe('2');
+    // Lambda: an unqualified invoke executes (and answers) $LATEST; the ledger keeps the number
+    expect(out.ExecutedVersion).toBe('$LATEST');
     const id = out.$metadata.requestId as string;
     const view = await getInvocation(t.db, id);
     expect(view?.status).toBe('succeeded');
     expect(view?.invocationType).toBe('sync');
+    expect(view?.functionVersion).toBe(2);
     expect(await eventTypes(t.db, id)).toEqual(['accepted', 'started', 'succeeded']);
   });
 
@@ -78,11 +80,11 @@ describe('RequestResponse', () => {
       ['echo:1', undefined, '1'],
       ['echo', '1', '1'],
       ['echo:1', '1', '1'],
-      ['echo', '$LATEST', '2'],
-      ['echo:$LATEST', undefined, '2'],
-      ['arn:aws:lambda:us-east-1:123456789012:function:echo', undefined, '2'],
+      ['echo', '$LATEST', '$LATEST'],
+      ['echo:$LATEST', undefined, '$LATEST'],
+      ['arn:aws:lambda:us-east-1:123456789012:function:echo', undefined, '$LATEST'],
       ['arn:aws:lambda:local:000000000000:function:echo:1', undefined, '1'],
-      ['123456789012:function:echo', undefined, '2'],
+      ['123456789012:function:echo', undefined, '$LATEST'],
       ['123456789012:function:echo:1', undefined, '1'],
     ];
     for (const [FunctionName, Qualifier, version] of cases) {

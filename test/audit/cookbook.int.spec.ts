@@ -1,4 +1,4 @@
-// The SQL audit surface (ledger.md §4) as ledger_auditor sees it: the four views answer,
+// The SQL audit surface (docs/graphql.md, docs/audit.md) as ledger_auditor sees it: the four views answer,
 // everything else is refused, and every query of docs/audit.md runs and returns rows on
 // a database filled through the real writer.
 import { randomBytes } from 'node:crypto';
@@ -14,6 +14,20 @@ import { readCookbook } from './cookbook.ts';
 import { runAuditWorkload, WORKERS, type WorkloadSummary } from './workload.ts';
 
 const VIEWS = ['audit.invocations', 'audit.invocation_events', 'audit.dead_letters', 'audit.function_stats_hourly'];
+/** tamper evidence (docs/tamper-evidence.md): readable by the auditor, empty until a sealer runs */
+const TAMPER_VIEWS = ['audit.tree_heads', 'audit.merkle_leaves'];
+/** retention (docs/retention.md): what the database holds and what was archived */
+const RETENTION_VIEWS = ['audit.event_partitions', 'audit.archives', 'audit.retention_rules', 'audit.retention_purges', 'audit.retention_runs'];
+/** control-plane changes (docs/changes.md) */
+const CHANGES_VIEWS = ['audit.changes'];
+/** the ticks of schedules (docs/schedules.md) */
+const SCHEDULE_VIEWS = ['audit.schedule_ticks'];
+/** replays (docs/replay.md) */
+const REPLAY_VIEWS = ['audit.replays', 'audit.replay_pairs'];
+/** which invocation processed each stream record (docs/streams.md) */
+const STREAM_VIEWS = ['audit.stream_deliveries'];
+/** throttles counted by every process (docs/observability.md#throttles) */
+const THROTTLE_VIEWS = ['audit.throttles'];
 
 let t: TestDatabase;
 let summary: WorkloadSummary;
@@ -147,7 +161,7 @@ describe('ledger_auditor may do nothing else', () => {
     const { rows: grants } = await asAuditor(`
       select table_schema, table_name, privilege_type from information_schema.role_table_grants
       where grantee = 'ledger_auditor' order by table_name`);
-    expect(grants).toEqual([...VIEWS].sort().map((v) => ({ table_schema: 'audit', table_name: v.split('.')[1], privilege_type: 'SELECT' })));
+    expect(grants).toEqual([...VIEWS, ...TAMPER_VIEWS, ...RETENTION_VIEWS, ...CHANGES_VIEWS, ...SCHEDULE_VIEWS, ...REPLAY_VIEWS, ...STREAM_VIEWS, ...THROTTLE_VIEWS].sort().map((v) => ({ table_schema: 'audit', table_name: v.split('.')[1], privilege_type: 'SELECT' })));
   });
 });
 
@@ -173,7 +187,7 @@ describe('invoke-ledger audit-role', () => {
     const name = loginName();
     const out: string[] = [];
     const config = loadConfig({ DATABASE_URL: t.ownerUrl, LOG_LEVEL: 'silent' });
-    const code = await auditRoleCommand(config, pino({ level: 'silent' }), ['--login', name, '--password', 'read-only please'], (s) => out.push(s));
+    const code = await auditRoleCommand(config, pino({ level: 'silent' }), { login: name, password: 'read-only please' }, (s) => out.push(s));
     expect(code).toBe(0);
     const text = out.join('');
     expect(text).toContain(`created login role ${name}`);

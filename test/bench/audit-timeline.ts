@@ -8,7 +8,7 @@
 //
 // The fill is a bench fixture, not the app path: INSERT … SELECT from generate_series
 // as the owner, complete event streams per statement (the seq trigger checks every
-// statement), streams shaped exactly like the writer's (ledger.md §3), rows in time
+// statement), streams shaped exactly like the writer's (docs/event-model.md), rows in time
 // order as a live ledger has them, and a projection row per invocation.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';

@@ -1,11 +1,11 @@
-// The ledger feed itself (db/subscriptions.ts): transactions that commit out of order are
+// The ledger feed itself (apps/api/graphql/feed.ts, reads in db/subscriptions.ts): transactions that commit out of order are
 // neither skipped nor delivered twice, and the feed works without LISTEN (polling).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { connectClient } from '../../db/connection.ts';
+import { listenToLedger } from '../../db/notifications.ts';
 import { requireFunction } from '../../db/functions.ts';
 import { acceptInvocations } from '../../db/invocations.ts';
-import { LedgerFeed, type FeedEvent } from '../../db/subscriptions.ts';
+import { LedgerFeed, type FeedEvent } from '../../apps/api/graphql/feed.ts';
 import { createHarness, type Harness } from './harness.ts';
 
 let h: Harness;
@@ -33,7 +33,7 @@ async function take(it: AsyncIterator<FeedEvent>, n: number, ms = 90_000): Promi
 
 describe('LedgerFeed', () => {
   it('holds back a committed transaction until an older open one ends, then delivers both in tx order, once', { timeout: 240_000 }, async () => {
-    const feed = new LedgerFeed({ db: h.t.db, listen: () => connectClient(h.t.ownerUrl), pollIntervalMs: 200 });
+    const feed = new LedgerFeed({ db: h.t.db, notifications: listenToLedger(h.t.ownerUrl), pollIntervalMs: 200 });
     const sub = feed.subscribe({ functionName: 'echo' });
     const firstEvent = sub.next();
     await new Promise<void>((r) => {
@@ -91,7 +91,7 @@ describe('LedgerFeed', () => {
   it('an aborted signal ends the subscription and frees the feed', async () => {
     const feed = new LedgerFeed({ db: h.t.db, pollIntervalMs: 50 });
     const ac = new AbortController();
-    const sub = feed.subscribe({ invocationId: randomUUID() }, ac.signal);
+    const sub = feed.subscribe({ invocationId: randomUUID() }, { signal: ac.signal });
     const pending = sub.next();
     expect(feed.subscriberCount).toBe(1);
     ac.abort();

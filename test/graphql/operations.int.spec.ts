@@ -1,4 +1,4 @@
-// Every GraphQL operation of ledger.md §4 against a real PostgreSQL: administration,
+// Every GraphQL operation of docs/graphql.md, docs/audit.md against a real PostgreSQL: administration,
 // invokes, redrive/cancel, reads, error codes and masking.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InvokeService } from '../../apps/api/invoke.ts';

@@ -12,14 +12,17 @@ let middle: Date;
 beforeAll(async () => {
   h = await createHarness();
   await h.gql(`mutation { createFunction(input: { name: "page", runtime: MODULE, handler: "echo.ts", isolation: INLINE }) { name } }`);
-  startedAt = new Date(Date.now() - 1000);
+  // the boundaries come from the database's clock, the one accepted_at is read from
+  const dbMs = async (sqlText: string) => new Date(Number((await h.t.pool.query<{ ms: string }>(`select ${sqlText} as ms`)).rows[0]?.ms));
+  startedAt = await dbMs(`(extract(epoch from date_trunc('milliseconds', clock_timestamp())) * 1000 - 1)::bigint`);
   // 25 async invocations, concurrently so that several share one group-committed accepted_at
   const first = await Promise.all(
     Array.from({ length: 12 }, (_, i) => h.gql(`mutation { invokeAsync(functionName: "page", payload: ${i}) { id } }`)),
   );
-  await new Promise((r) => setTimeout(r, 20));
-  middle = new Date();
-  await new Promise((r) => setTimeout(r, 20));
+  // middle: the millisecond after the first batch's last accept; the second batch is sent
+  // once the database's clock has passed it
+  middle = await dbMs(`(select (extract(epoch from date_trunc('milliseconds', max(accepted_at))) * 1000 + 1)::bigint from ledger.invocations where function_name = 'page')`);
+  while ((await dbMs(`(extract(epoch from clock_timestamp()) * 1000)::bigint`)).getTime() <= middle.getTime()) await new Promise((r) => setImmediate(r));
   const second = await Promise.all(
     Array.from({ length: 13 }, (_, i) => h.gql(`mutation { invokeAsync(functionName: "page", payload: ${12 + i}) { id } }`)),
   );

@@ -3,8 +3,8 @@
 // Waits are long on purpose: the feed waits for the oldest open transaction of the whole
 // PostgreSQL cluster, and other test files (or benchmarks) may share the server.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClient } from '../../db/connection.ts';
-import { LedgerFeed } from '../../db/subscriptions.ts';
+import { listenToLedger } from '../../db/notifications.ts';
+import { LedgerFeed } from '../../apps/api/graphql/feed.ts';
 import { listen, type Listening } from '../helpers/http.ts';
 import { createHarness, finishAsync, type Harness } from './harness.ts';
 
@@ -16,7 +16,7 @@ let base: string;
 beforeAll(async () => {
   const harness = await createHarness({ deps: {} });
   // the same routes, with a feed the test can watch
-  feed = new LedgerFeed({ db: harness.t.db, listen: () => connectClient(harness.t.ownerUrl) });
+  feed = new LedgerFeed({ db: harness.t.db, notifications: listenToLedger(harness.t.ownerUrl) });
   const { mount } = await import('./harness.ts');
   h = { ...harness, app: mount(harness.deps, { feed }) };
   server = await listen(h.app.fetch);

@@ -1,5 +1,6 @@
 // One fresh database per test file, cloned from the migrated template. At teardown the
-// file's ledger is verified (seq, lifecycle, projection = replay) and the database dropped.
+// file's ledger is verified (seq, lifecycle, projection = replay), every stream is judged by
+// the reference model of docs/event-model.md, and the database dropped.
 //
 // The teardown hook is registered when this module is imported (at collection time, so
 // it belongs to the file's root suite): vitest ignores an afterAll registered from inside
@@ -8,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, inject } from 'vitest';
 import { openDatabase, type DatabaseHandle } from '../../db/connection.ts';
 import { verifyLedger } from '../../db/replay.ts';
+import { judgeLedger } from './event-model.ts';
 import { adminQuery, databaseUrl } from './pg-admin.ts';
 
 export interface TestDatabase extends DatabaseHandle {
@@ -74,6 +76,11 @@ export async function createTestDatabase(options: { verify?: boolean } = {}): Pr
         const problems = await verifyLedger(handle.db);
         if (problems.length > 0) {
           throw new Error(`invoke-ledger verify found ${problems.length} problem(s) in ${name}:\n${problems.slice(0, 20).map((p) => `  ${p.invocationId}: ${p.problem}`).join('\n')}`);
+        }
+        // verify folds with the rules it checks; docs/event-model.md's own model judges too
+        const broken = await judgeLedger(handle.db);
+        if (broken.length > 0) {
+          throw new Error(`docs/event-model.md refuses ${broken.length} stream(s) in ${name}:\n${broken.slice(0, 20).map((b) => `  ${b}`).join('\n')}`);
         }
       }
     } finally {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres } from '../../db/embedded.ts';
 import { migrate, migrationsDigest } from '../../db/migrate.ts';
+import { ensureBuilt } from '../../scripts/build.mjs';
 import { adminQuery, databaseUrl, freePort } from './pg-admin.ts';
 
 declare module 'vitest' {
@@ -34,6 +35,9 @@ async function dockerAnswers(): Promise<boolean> {
 }
 
 export default async function setup(project: TestProject) {
+  // the built CLI that spawned services run (bin/invoke-ledger.mjs): built once here, not by
+  // the first few test files at once
+  await ensureBuilt();
   const cleanups: (() => Promise<unknown>)[] = [];
   let adminUrl = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
   let kind = 'DATABASE_URL';

@@ -3,6 +3,7 @@
 import type { AddressInfo } from 'node:net';
 import type http from 'node:http';
 import { serve } from '@hono/node-server';
+import { answerMalformedRequests } from '../../apps/api/body.ts';
 
 export interface Listening {
   url: string;
@@ -15,6 +16,7 @@ export async function listen(fetch: (request: Request) => Response | Promise<Res
   const port = await new Promise<number>((resolve) => {
     server = serve({ fetch, port: 0, hostname: '127.0.0.1' }, (info: AddressInfo) => resolve(info.port)) as http.Server;
   });
+  answerMalformedRequests(server);
   return {
     url: `http://127.0.0.1:${port}`,
     port,

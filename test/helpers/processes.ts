@@ -13,17 +13,35 @@ export interface ServiceProcess {
   output(): string;
 }
 
-export async function spawnService(role: 'api' | 'worker' | 'all', port: number, env: Record<string, string>): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/cli/main.ts', 'start', '--role', role], {
-    cwd: ROOT,
+/**
+ * entry: how the service is started: the `invoke-ledger` binary (default: the built dist/,
+ * what `npm start` and `npx invoke-ledger` run), or `node --import tsx apps/cli/main.ts`
+ * (the sources, as in development). cwd: the process's working directory (default: the checkout).
+ */
+export async function spawnService(
+  role: 'api' | 'worker' | 'all',
+  port: number,
+  env: Record<string, string>,
+  options: { entry?: 'tsx' | 'bin'; cwd?: string } = {},
+): Promise<ServiceProcess> {
+  // absolute paths (tsx too): another working directory stands for another host (test/scale, test/cli/aws-cli)
+  const entry = options.entry === 'tsx' ? ['--import', import.meta.resolve('tsx'), `${ROOT}apps/cli/main.ts`] : [`${ROOT}bin/invoke-ledger.mjs`];
+  const child = spawn(process.execPath, [...entry, 'start', '--role', role], {
+    cwd: options.cwd ?? ROOT,
     env: { ...process.env, PORT: String(port), LOG_LEVEL: 'info', LEDGER_AUTH: 'off', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // the start (what started, with which settings) and the newest 100 KB: a busy process logs
+  // a line per outcome, which must not push its start-up lines out
+  let head = '';
   let out = '';
   const keep = (d: Buffer) => {
     out += d.toString();
     if (process.env.PROCESS_TRACE) appendFileSync(`${process.env.PROCESS_TRACE}.${role}.${child.pid}`, d);
-    if (out.length > 200_000) out = out.slice(-100_000);
+    if (out.length > 200_000) {
+      if (head === '') head = `${out.slice(0, 50_000)}\n[…]\n`;
+      out = out.slice(-100_000);
+    }
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
@@ -37,7 +55,7 @@ export async function spawnService(role: 'api' | 'worker' | 'all', port: number,
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { child, pid: child.pid as number, port, output: () => out };
+  return { child, pid: child.pid as number, port, output: () => head + out };
 }
 
 /** Ends a process by its pid: `signal` (SIGTERM: graceful), SIGKILL if it lingers 15 s. */

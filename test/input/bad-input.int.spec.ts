@@ -1,9 +1,12 @@
 // The bad-input matrix: malformed, hostile and out-of-range requests over HTTP (Lambda and
 // native routes) and GraphQL. Each gets its documented status and error code, and the
 // number of events in the ledger is unchanged. Plus a fast-check fuzz of the invoke routes.
+import net from 'node:net';
 import fc from 'fast-check';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFunction } from '../../db/functions.ts';
+import { MAX_JSON_DEPTH } from '../../db/storable.ts';
 import { countEvents, moduleFn, startApi, type RunningApi } from '../api/helpers.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
@@ -15,6 +18,7 @@ beforeAll(async () => {
   api = await startApi(t.db);
   await moduleFn(t.db, 'echo', 'echo.ts');
   await createFunction(t.db, 'echo2', { runtime: 'MODULE', handler: 'echo.ts', isolation: 'inline' });
+  await createFunction(t.db, 'echo-thread', { runtime: 'MODULE', handler: 'echo.ts', isolation: 'thread', memoryMb: 64 });
 });
 
 afterAll(async () => {
@@ -198,3 +202,178 @@ describe('fuzzing the invoke routes', () => {
     );
   });
 });
+
+// One request PostgreSQL cannot store must be refused alone: its neighbours in the same
+// group commit (accepts from concurrent requests share one statement) are accepted.
+describe('one bad item in a group commit', () => {
+  const CONCURRENT = 300;
+  const POISON_AT = 150;
+  const deep = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+  const poisons = [
+    { name: 'a NUL in a string', body: '{"a":"\\u0000"}' },
+    { name: 'a NUL in a key', body: '{"\\u0000":1}' },
+    { name: 'a lone surrogate', body: '{"a":"\\ud800"}' },
+    { name: 'JSON nested 5,000 deep', body: deep(5000) },
+  ];
+  const routes: { name: string; path: string; headers: Record<string, string>; code: string }[] = [
+    { name: 'native async', path: '/invoke/echo?async=true', headers: {}, code: 'InvalidRequestContent' },
+    { name: 'Lambda Event', path: lambda('echo'), headers: { 'X-Amz-Invocation-Type': 'Event' }, code: 'InvalidRequestContentException' },
+  ];
+
+  for (const p of poisons) {
+    for (const r of routes) {
+      it(`${CONCURRENT} concurrent ${r.name} invokes with ${p.name}: the others are 202, it alone is 400, nothing of it written`, async () => {
+        const before = await countEvents(t.db);
+        const responses = await Promise.all(
+          Array.from({ length: CONCURRENT }, async (_, i) => {
+            const res = await fetch(`${api.url}${r.path}`, { method: 'POST', headers: r.headers, body: i === POISON_AT ? p.body : `{"n":${i}}` });
+            return { status: res.status, errorType: res.headers.get('x-amzn-errortype'), text: await res.text() };
+          }),
+        );
+        const good = responses.filter((_, i) => i !== POISON_AT);
+        const statuses = good.reduce<Record<number, number>>((acc, x) => ({ ...acc, [x.status]: (acc[x.status] ?? 0) + 1 }), {});
+        const bad = responses[POISON_AT] as { status: number; errorType: string | null; text: string };
+        expect({ good: statuses, bad: bad.status }, `good requests by status; the bad one: ${bad.text.slice(0, 200)}`).toEqual({ good: { 202: CONCURRENT - 1 }, bad: 400 });
+        const code = r.name === 'Lambda Event' ? bad.errorType : (JSON.parse(bad.text) as { error: { code: string } }).error.code;
+        expect(code).toBe(r.code);
+        expect(await countEvents(t.db)).toBe(before + CONCURRENT - 1);
+      });
+    }
+  }
+
+  const gqlPoisons = [
+    { name: 'a NUL in the idempotencyKey', variables: { p: { a: 1 }, k: 'key\u0000' }, code: 'InvalidParameter' },
+    { name: 'a lone surrogate in the idempotencyKey', variables: { p: { a: 1 }, k: 'key\ud800' }, code: 'InvalidParameter' },
+    { name: 'a NUL in the payload', variables: { p: { a: 'x\u0000' }, k: null }, code: 'InvalidRequestContent' },
+    { name: 'a lone surrogate in the payload', variables: { p: ['\udfff'], k: null }, code: 'InvalidRequestContent' },
+    { name: 'a payload nested 5,000 deep', variables: { p: JSON.parse(deep(5000)) as unknown, k: null }, code: 'InvalidRequestContent' },
+  ];
+  for (const p of gqlPoisons) {
+    it(`${CONCURRENT} concurrent GraphQL invokeAsync with ${p.name}: the others are accepted, it alone fails with ${p.code}`, async () => {
+      const before = await countEvents(t.db);
+      const query = 'mutation($p: JSON, $k: String) { invokeAsync(functionName: "echo", payload: $p, idempotencyKey: $k) { id } }';
+      const bodies = await Promise.all(
+        Array.from({ length: CONCURRENT }, async (_, i) => {
+          const variables = i === POISON_AT ? p.variables : { p: { n: i }, k: `k-${p.name}-${i}` };
+          // JSON.stringify cannot write 5,000 levels: the poisoned body is assembled by hand
+          const body = i === POISON_AT && p.name.includes('deep') ? `{"query":${JSON.stringify(query)},"variables":{"p":${deep(5000)},"k":null}}` : JSON.stringify({ query, variables });
+          const res = await fetch(`${api.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' }, body });
+          return (await res.json()) as { data?: { invokeAsync?: { id: string } | null }; errors?: { extensions?: { code?: string } }[] };
+        }),
+      );
+      const accepted = bodies.filter((b, i) => i !== POISON_AT && b.data?.invokeAsync?.id).length;
+      const bad = bodies[POISON_AT];
+      expect({ accepted, bad: bad?.errors?.[0]?.extensions?.code }, JSON.stringify(bad).slice(0, 300)).toEqual({ accepted: CONCURRENT - 1, bad: p.code });
+      expect(await countEvents(t.db)).toBe(before + CONCURRENT - 1);
+    });
+  }
+
+  it('GraphQL literals are checked like variables', async () => {
+    const before = await countEvents(t.db);
+    const nul = await gql('mutation { invokeAsync(functionName: "echo", payload: {a: "x\\u0000"}) { id } }');
+    const key = await gql('mutation { invokeAsync(functionName: "echo", payload: {}, idempotencyKey: "k\\u0000") { id } }');
+    const nested = await gql(`mutation { invokeAsync(functionName: "echo", payload: ${deep(MAX_JSON_DEPTH + 1)}) { id } }`);
+    expect([nul, key, nested].map((r) => r.body.errors?.[0]?.extensions?.code)).toEqual(['InvalidRequestContent', 'InvalidParameter', 'InvalidRequestContent']);
+    expect(await countEvents(t.db)).toBe(before);
+  });
+
+  it(`a payload nested exactly ${MAX_JSON_DEPTH} deep is accepted and reaches a handler in a thread; one level more is refused`, async () => {
+    const res = await fetch(`${api.url}${lambda('echo-thread')}`, { method: 'POST', body: deep(MAX_JSON_DEPTH) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-amz-function-error')).toBeNull();
+    expect(await res.text()).toBe(deep(MAX_JSON_DEPTH));
+    const over = await fetch(`${api.url}${lambda('echo-thread')}`, { method: 'POST', body: deep(MAX_JSON_DEPTH + 1) });
+    expect(over.status).toBe(400);
+    expect(await over.json()).toMatchObject({ message: `The request body cannot be stored: JSON nested more than ${MAX_JSON_DEPTH} levels deep` });
+  });
+
+  it('a queue message body PostgreSQL cannot store is refused alone with 400 InvalidRequestContent, over HTTP and GraphQL', async () => {
+    await gql('mutation { createQueue(input: {name: "badq"}) { name } }');
+    const bad = ['{"a":"\\u0000"}', '"\\ud800"', deep(5000)];
+    const responses = await Promise.all(
+      Array.from({ length: CONCURRENT }, async (_, i) => {
+        const body = i % 100 === 50 ? (bad[Math.floor(i / 100)] as string) : `{"n":${i}}`;
+        const res = await fetch(`${api.url}/queues/badq/messages`, { method: 'POST', body });
+        return { i, status: res.status, body: (await res.json()) as { error?: { code: string } } };
+      }),
+    );
+    const summary = responses.map((r) => (r.i % 100 === 50 ? `bad:${r.status}:${r.body.error?.code}` : `good:${r.status}`));
+    expect(summary.filter((s) => s.startsWith('good')).every((s) => s === 'good:201'), summary.join(' ')).toBe(true);
+    expect(summary.filter((s) => s.startsWith('bad'))).toEqual(Array(3).fill('bad:400:InvalidRequestContent'));
+    const viaGraphql = await gql('mutation($b: JSON!) { sendMessage(queueName: "badq", body: $b) { messageId } }', { b: { a: '\u0000' } });
+    expect(viaGraphql.body.errors?.[0]?.extensions?.code).toBe('InvalidRequestContent');
+    const batch = await gql('mutation($e: [SendMessageEntry!]!) { sendMessageBatch(queueName: "badq", entries: $e) { messageId } }', { e: [{ body: 1 }, { body: '\ud800' }] });
+    expect(batch.body.errors?.[0]?.extensions?.code).toBe('InvalidRequestContent');
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from ledger.messages where queue_name = 'badq'`.execute(t.db);
+    expect(rows[0]?.n).toBe(CONCURRENT - 3);
+  });
+});
+
+/** Writes raw bytes on one connection; returns everything the server sent until it closed. */
+function rawExchange(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let received = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => (received += d));
+    socket.on('end', () => resolve(received));
+    socket.on('close', () => resolve(received));
+    socket.on('error', (e) => (received ? resolve(received) : reject(e)));
+    socket.write(bytes, 'latin1');
+  });
+}
+
+// A Content-Length shorter than the body: the bytes after it are not HTTP. Whatever the
+// first answer is, the ledger must agree with it: refused means nothing written.
+describe('a wrong Content-Length with trailing bytes', () => {
+  const targets = [
+    { name: 'Lambda Event', path: lambda('echo'), headers: 'X-Amz-Invocation-Type: Event\r\n' },
+    { name: 'Lambda RequestResponse', path: lambda('echo'), headers: '' },
+    { name: 'native async', path: '/invoke/echo?async=true', headers: '' },
+    { name: 'native sync', path: '/invoke/echo', headers: '' },
+  ];
+  for (const target of targets) {
+    it(`${target.name}: the first answer and the ledger agree`, async () => {
+      const before = await countEvents(t.db);
+      const port = Number(new URL(api.url).port);
+      const received = await rawExchange(
+        port,
+        `POST ${target.path} HTTP/1.1\r\nHost: x\r\n${target.headers}Content-Length: 2\r\n\r\n{}garbage that is not a request\r\n\r\n`,
+      );
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(received)?.[1]);
+      // an invocation accepted after all would show in the ledger by now (before the fix it
+      // did, after Node's 400); the wait can only hide that bug, never fail a correct server
+      await new Promise((r) => setTimeout(r, 300));
+      const written = (await countEvents(t.db)) - before;
+      expect({ status, written }, received.slice(0, 300)).toEqual({ status: 400, written: 0 });
+      expect(received).toMatch(target.name.startsWith('Lambda') ? /x-amzn-errortype: InvalidRequestContentException/i : /"code":"InvalidRequestContent"/);
+    });
+  }
+
+  it('bytes that arrive while the function runs: the request gets its true answer first, then the connection its 400', async () => {
+    await moduleFn(t.db, 'sleepy', 'sleep.ts', { timeoutMs: 10_000 });
+    const port = Number(new URL(api.url).port);
+    const socket = net.connect(port, '127.0.0.1');
+    let received = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => (received += d));
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.write(`POST /invoke/sleepy HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{"ms":1500}`);
+    const { rows } = await waitForRows(async () => sql<{ id: string }>`select id from ledger.invocations where function_name = 'sleepy' and status = 'running'`.execute(t.db));
+    socket.write('not http at all\r\n\r\n');
+    await closed;
+    const responses = received.split(/(?=HTTP\/1\.1 )/);
+    expect(responses.map((r) => r.slice(0, 12))).toEqual(['HTTP/1.1 200', 'HTTP/1.1 400']);
+    expect(responses[0]).toContain('{"slept":1500}');
+    const { rows: status } = await sql<{ status: string }>`select status from ledger.invocations where id = ${rows[0]?.id}::uuid`.execute(t.db);
+    expect(status[0]?.status).toBe('succeeded');
+  });
+});
+
+async function waitForRows<R extends { rows: unknown[] }>(probe: () => Promise<R>): Promise<R> {
+  for (;;) {
+    const r = await probe();
+    if (r.rows.length > 0) return r;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

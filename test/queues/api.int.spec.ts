@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../apps/api/app.ts';
 import { InvokeService } from '../../apps/api/invoke.ts';
 import type { Runtimes } from '../../apps/runtimes/index.ts';
-import { MAX_MESSAGE_BYTES } from '../../db/queues.ts';
+import { MAX_MESSAGE_BYTES } from '../../db/queues/schemas.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { batchFunction, FIXTURES, queueRuntimes, remainingMessages, silent, startPoller, waitFor, type RunningPoller } from './helpers.ts';
 

@@ -5,18 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtimes } from '../../apps/runtimes/index.ts';
 import { reapExpiredLeases } from '../../apps/worker/index.ts';
 import { createFunction, FunctionVersionCache } from '../../db/functions.ts';
-import {
-  createEventSourceMapping,
-  createQueue,
-  deleteEventSourceMapping,
-  listDeadLetterMessages,
-  queueCounts,
-  redriveDeadLetterMessages,
-  sendMessages,
-  updateEventSourceMapping,
-  type EventSourceMappingInput,
-  type QueueInput,
-} from '../../db/queues.ts';
+import { listDeadLetterMessages, redriveDeadLetterMessages } from '../../db/queues/dead-letters.ts';
+import { createEventSourceMapping, deleteEventSourceMapping, updateEventSourceMapping } from '../../db/queues/mappings.ts';
+import { sendMessages } from '../../db/queues/messages.ts';
+import { createQueue, queueCounts } from '../../db/queues/queues.ts';
+import { type EventSourceMappingInput, type QueueInput } from '../../db/queues/schemas.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import {
   batchFunction,
@@ -47,7 +40,10 @@ afterAll(async () => {
 
 async function settled(functionName: string, queueName: string): Promise<PollInvocation[]> {
   return waitFor(`${queueName} drained`, async () => {
-    const [invocations, left] = await Promise.all([pollInvocations(t.db, functionName), remainingMessages(t.db, queueName)]);
+    // messages first: a batch's invocation commits before the settle that deletes them, so
+    // once none are left every batch is visible (read together, the last one could be missed)
+    const left = await remainingMessages(t.db, queueName);
+    const invocations = await pollInvocations(t.db, functionName);
     return left === 0 && invocations.length > 0 && invocations.every((i) => terminal(i.status)) ? invocations : null;
   });
 }
@@ -243,6 +239,7 @@ describe('leases', () => {
         await new Promise((r) => setTimeout(r, 5_000));
         return runtimes.run(fn, req, signal);
       },
+      reserve: async (fn) => ({ granted: true, run: (req, signal) => slow.run(fn, req, signal), release: () => {} }),
       close: async () => {},
     };
     const own = await startPoller(t.db, slow, { leaseGraceMs: 1_500 });

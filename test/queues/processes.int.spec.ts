@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getInvocation } from '../../db/invocations.ts';
-import { createEventSourceMapping, createQueue, sendMessages } from '../../db/queues.ts';
+import { createEventSourceMapping } from '../../db/queues/mappings.ts';
+import { sendMessages } from '../../db/queues/messages.ts';
+import { createQueue } from '../../db/queues/queues.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { freePort } from '../helpers/pg-admin.ts';
 import { endProcess, spawnService, type ServiceProcess } from '../helpers/processes.ts';
@@ -44,7 +46,7 @@ describe('worker processes', () => {
   it('messages of a batch whose worker was SIGKILLed are delivered again to another worker', { timeout: 120_000 }, async () => {
     const a = await spawnWorker(); // registers the fixtures as functions
     const marker = path.join(dir, 'batch-1-running');
-    await createQueue(t.db, { name: 'orders', visibilityTimeoutSeconds: 2, maxReceiveCount: 5 });
+    await createQueue(t.db, { name: 'orders', visibilityTimeoutSeconds: 8, maxReceiveCount: 5 }); // ≥ slow-first's timeout
     const ids = await sendMessages(t.db, 'orders', [1, 2, 3, 4, 5].map((n) => ({ body: { n, marker } })));
     await createEventSourceMapping(t.db, { queueName: 'orders', functionName: 'slow-first', batchSize: 10 });
 

@@ -7,33 +7,25 @@ import type { AttemptOutcome } from '../../apps/runtimes/index.ts';
 import { completeBatch, receiveBatch, type ReceivedBatch, type ReceiveResult } from '../../apps/worker/event-sources/index.ts';
 import { LedgerError } from '../../db/errors.ts';
 import { getInvocation } from '../../db/invocations.ts';
-import {
-  createEventSourceMapping,
-  createQueue,
-  deleteEventSourceMapping,
-  getMessage,
-  listDeadLetterMessages,
-  listEventSourceMappings,
-  listPollableMappings,
-  listQueues,
-  MAX_MESSAGE_BYTES,
-  queueCounts,
-  redriveDeadLetterMessages,
-  sendMessages,
-  updateEventSourceMapping,
-  type EventSourceMapping,
-  type PollableMapping,
-} from '../../db/queues.ts';
+import { listDeadLetterMessages, redriveDeadLetterMessages } from '../../db/queues/dead-letters.ts';
+import { createEventSourceMapping, deleteEventSourceMapping, listEventSourceMappings, updateEventSourceMapping, type EventSourceMapping } from '../../db/queues/mappings.ts';
+import { getMessage, sendMessages } from '../../db/queues/messages.ts';
+import { listPollableMappings, type PollableMapping } from '../../db/queues/poller.ts';
+import { createQueue, listQueues, queueCounts } from '../../db/queues/queues.ts';
+import { MAX_MESSAGE_BYTES } from '../../db/queues/schemas.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { batchFunction, waitFor } from './helpers.ts';
 import type { FunctionVersion } from '../../db/functions.ts';
 
 let t: TestDatabase;
 let fn: FunctionVersion;
+/** for queues with a 1 s visibility timeout: a mapping needs at least the function's timeout */
+let quick: FunctionVersion;
 
 beforeAll(async () => {
   t = await createTestDatabase();
   fn = await batchFunction(t.db, 'consumer');
+  quick = await batchFunction(t.db, 'quick', { timeoutMs: 1_000 });
 });
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<LedgerError> {
@@ -59,11 +51,12 @@ function batchOf(r: ReceiveResult): ReceivedBatch {
 }
 
 describe('validation', () => {
-  it('queues: names like function names, visibility 0–43200 s, maxReceiveCount 1–1000, unique', async () => {
+  it('queues: names like function names, visibility 1–43200 s, maxReceiveCount 1–1000, unique', async () => {
     await rejectsWith(createQueue(t.db, { name: 'bad name' }), 'InvalidParameter');
     await rejectsWith(createQueue(t.db, { name: 'x'.repeat(65) }), 'InvalidParameter');
     await rejectsWith(createQueue(t.db, { name: 'q', visibilityTimeoutSeconds: 43_201 }), 'InvalidParameter');
     await rejectsWith(createQueue(t.db, { name: 'q', visibilityTimeoutSeconds: -1 }), 'InvalidParameter');
+    await rejectsWith(createQueue(t.db, { name: 'q', visibilityTimeoutSeconds: 0 }), 'InvalidParameter');
     await rejectsWith(createQueue(t.db, { name: 'q', maxReceiveCount: 0 }), 'InvalidParameter');
     await rejectsWith(createQueue(t.db, { name: 'q', maxReceiveCount: 1001 }), 'InvalidParameter');
     await rejectsWith(createQueue(t.db, { name: 'q', visibilityTimeoutSeconds: 1.5 }), 'InvalidParameter');
@@ -148,10 +141,10 @@ describe('receive and settle', () => {
   it('a message whose batch outlives the visibility timeout is received again; the old batch cannot delete it', async () => {
     await createQueue(t.db, { name: 'visibility', visibilityTimeoutSeconds: 1 });
     const [id] = await sendMessages(t.db, 'visibility', [{ body: 'slow' }]);
-    const m = await createEventSourceMapping(t.db, { queueName: 'visibility', functionName: 'consumer' });
-    const first = batchOf(await receiveBatch(t.db, await pollable(m), fn, opts));
+    const m = await createEventSourceMapping(t.db, { queueName: 'visibility', functionName: 'quick' });
+    const first = batchOf(await receiveBatch(t.db, await pollable(m), quick, opts));
     const second = await waitFor('the message to be visible again', async () => {
-      const r = await receiveBatch(t.db, await pollable(m), fn, opts);
+      const r = await receiveBatch(t.db, await pollable(m), quick, opts);
       return r.kind === 'batch' ? r.batch : null;
     });
     expect(second.records).toMatchObject([{ messageId: id, attributes: { ApproximateReceiveCount: '2' } }]);
@@ -166,19 +159,19 @@ describe('receive and settle', () => {
   it('a message received maxReceiveCount times whose batch never finished is dead-lettered at the next receive; redrive brings it back', async () => {
     await createQueue(t.db, { name: 'exhausted', visibilityTimeoutSeconds: 1, maxReceiveCount: 1 });
     const [id] = await sendMessages(t.db, 'exhausted', [{ body: 'lost' }]);
-    const m = await createEventSourceMapping(t.db, { queueName: 'exhausted', functionName: 'consumer' });
-    const lost = batchOf(await receiveBatch(t.db, await pollable(m), fn, opts));
-    await waitFor('the message to be dead-lettered', async () => (await receiveBatch(t.db, await pollable(m), fn, opts)).kind === 'again');
+    const m = await createEventSourceMapping(t.db, { queueName: 'exhausted', functionName: 'quick' });
+    const lost = batchOf(await receiveBatch(t.db, await pollable(m), quick, opts));
+    await waitFor('the message to be dead-lettered', async () => (await receiveBatch(t.db, await pollable(m), quick, opts)).kind === 'again');
     expect(await getMessage(t.db, id as string)).toMatchObject({ receiveCount: 1, receipt: null, deadLetterReason: 'MaxReceiveCountExceeded' });
     const dead = await listDeadLetterMessages(t.db, 'exhausted');
     expect(dead.edges.map((e) => e.node.id)).toEqual([id]);
-    expect(await receiveBatch(t.db, await pollable(m), fn, opts)).toEqual({ kind: 'idle', reason: 'empty' });
+    expect(await receiveBatch(t.db, await pollable(m), quick, opts)).toEqual({ kind: 'idle', reason: 'empty' });
     // the lost batch's late outcome touches nothing
     expect(await completeBatch(t.db, lost, ok)).toMatchObject({ deleted: 0, returned: 0, deadLettered: 0 });
 
     expect(await redriveDeadLetterMessages(t.db, 'exhausted')).toBe(1);
     expect(await getMessage(t.db, id as string)).toMatchObject({ receiveCount: 0, deadLetteredAt: null });
-    const again = batchOf(await receiveBatch(t.db, await pollable(m), fn, opts));
+    const again = batchOf(await receiveBatch(t.db, await pollable(m), quick, opts));
     expect(again.records).toMatchObject([{ messageId: id, attributes: { ApproximateReceiveCount: '1' } }]);
     await completeBatch(t.db, again, ok);
     expect(await getMessage(t.db, id as string)).toBeNull();
@@ -198,7 +191,8 @@ describe('receive and settle', () => {
     const p2 = await listDeadLetterMessages(t.db, 'dlq-pages', { first: 2, after: p1.edges.at(-1)?.cursor ?? null });
     const p3 = await listDeadLetterMessages(t.db, 'dlq-pages', { first: 2, after: p2.edges.at(-1)?.cursor ?? null });
     expect([p1.hasNextPage, p2.hasNextPage, p3.hasNextPage]).toEqual([true, true, false]);
-    expect([...p1.edges, ...p2.edges, ...p3.edges].map((e) => e.node.id).sort()).toEqual([...ids].sort());
+    // all five share one time: among them the larger id comes first, in the order the pages give
+    expect([...p1.edges, ...p2.edges, ...p3.edges].map((e) => e.node.id)).toEqual([...ids].sort().reverse());
     await rejectsWith(listDeadLetterMessages(t.db, 'dlq-pages', { after: 'garbage' }), 'InvalidParameter');
     await rejectsWith(listDeadLetterMessages(t.db, 'nope'), 'QueueNotFound');
     expect(await redriveDeadLetterMessages(t.db, 'dlq-pages', [ids[0] as string, ids[1] as string])).toBe(2);

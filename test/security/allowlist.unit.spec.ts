@@ -79,6 +79,7 @@ describe('withUrlAllowlist', () => {
       calls.push(f.url ?? f.handler ?? '');
       return { ok: true, result: 'ran', durationMs: 0, log: '' };
     },
+    reserve: async (f) => ({ granted: true, run: (r) => inner.run(f, r), release: () => {} }),
     close: async () => {},
   };
   const guarded = withUrlAllowlist(inner, list);

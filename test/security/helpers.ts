@@ -5,6 +5,7 @@ import type { Hono } from 'hono';
 import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createApp } from '../../apps/api/app.ts';
+import type { TreeHeadSigner } from '../../apps/api/audit-routes.ts';
 import type { AuthOptions } from '../../apps/api/auth/index.ts';
 import { InvokeService } from '../../apps/api/invoke.ts';
 import { withUrlAllowlist, type UrlAllowlist } from '../../apps/runtimes/allowlist.ts';
@@ -24,7 +25,7 @@ export interface SecureApi {
 
 export async function startSecureApi(
   db: Db,
-  options: { auth?: AuthOptions; allowlist?: UrlAllowlist; logger?: Logger } = {},
+  options: { auth?: AuthOptions; allowlist?: UrlAllowlist; logger?: Logger; corsOrigins?: string[]; treeHeadSigner?: TreeHeadSigner } = {},
 ): Promise<SecureApi> {
   const logger = options.logger ?? pino({ level: 'silent' });
   const inner = createRuntimes({ functionsDir: FIXTURES, logger, poolSize: 1 });
@@ -39,6 +40,8 @@ export async function startSecureApi(
     functionsDir: FIXTURES,
     auth: options.auth ?? { enabled: true, cacheTtlMs: 0 },
     ...(options.allowlist ? { httpAllowlist: options.allowlist } : {}),
+    ...(options.corsOrigins ? { corsOrigins: options.corsOrigins } : {}),
+    ...(options.treeHeadSigner ? { treeHeadSigner: options.treeHeadSigner } : {}),
   });
   const server = await listen(app.fetch);
   return {

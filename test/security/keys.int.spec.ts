@@ -2,7 +2,8 @@
 // the app role may change, and the `keys` CLI.
 import { sql } from 'kysely';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { authEnabled, keysCommand } from '../../apps/cli/keys.ts';
+import { authEnabled } from '../../apps/cli/keys.ts';
+import { cli } from '../helpers/cli.ts';
 import { Authenticator } from '../../apps/api/auth/index.ts';
 import {
   bearerSecretMatches,
@@ -82,35 +83,46 @@ describe('stored keys', () => {
 });
 
 describe('invoke-ledger keys', () => {
-  const capture = () => {
-    const out: string[] = [];
-    return { out, stream: { write: (s: string) => out.push(s) } };
-  };
+  const keys = (...argv: string[]) => cli(['keys', ...argv], { DATABASE_URL: t.ownerUrl });
 
   it('create prints the secrets once; list shows none of them; revoke marks the key', async () => {
-    const created = capture();
-    expect(await keysCommand(t.ownerUrl, ['create', '--scopes', 'invoke,admin', '--name', 'deploy', '--json'], { out: created.stream })).toBe(0);
-    const key = JSON.parse(created.out.join('')) as { id: string; token: string; secretAccessKey: string; scopes: string[] };
+    const created = await keys('create', '--scopes', 'invoke,admin', '--name', 'deploy', '--json');
+    expect(created.code).toBe(0);
+    const key = JSON.parse(created.out) as { id: string; token: string; secretAccessKey: string; scopes: string[] };
     expect(key.scopes).toEqual(['admin', 'invoke']);
 
-    const listed = capture();
-    expect(await keysCommand(t.ownerUrl, ['list'], { out: listed.stream })).toBe(0);
-    const table = listed.out.join('');
-    expect(table).toMatch(new RegExp(`${key.id}\\s+admin,invoke\\s+\\S+\\s+-\\s+deploy`));
-    expect(table).not.toContain(key.token.slice(-43));
-    expect(table).not.toContain(key.secretAccessKey);
+    const listed = await keys('list');
+    expect(listed.code).toBe(0);
+    expect(listed.out).toMatch(new RegExp(`${key.id}\\s+admin,invoke\\s+\\S+\\s+-\\s+deploy`));
+    expect(listed.out).not.toContain(key.token.slice(-43));
+    expect(listed.out).not.toContain(key.secretAccessKey);
 
-    const revoked = capture();
-    expect(await keysCommand(t.ownerUrl, ['revoke', key.id], { out: revoked.stream })).toBe(0);
+    expect((await keys('revoke', key.id)).code).toBe(0);
     expect((await listApiKeys(t.db)).find((k) => k.id === key.id)?.revokedAt).toBeInstanceOf(Date);
   });
 
+  it('--env prints export lines a shell can eval, and nothing else on stdout', async () => {
+    const created = await keys('create', '--scopes', 'invoke', '--env');
+    expect(created.code).toBe(0);
+    const lines = created.out.trim().split('\n');
+    expect(lines.map((l) => l.split('=')[0])).toEqual(['export TOKEN', 'export AWS_ACCESS_KEY_ID', 'export AWS_SECRET_ACCESS_KEY', 'export AWS_DEFAULT_REGION']);
+    const id = /AWS_ACCESS_KEY_ID='([^']+)'/.exec(created.out)?.[1] as string;
+    expect((await listApiKeys(t.db)).some((k) => k.id === id)).toBe(true);
+  });
+
   it('explains its mistakes with exit code 1', async () => {
-    const err = capture();
-    expect(await keysCommand(t.ownerUrl, ['create'], { err: err.stream })).toBe(1);
-    expect(await keysCommand(t.ownerUrl, ['create', '--scopes', 'everything'], { err: err.stream })).toBe(1);
-    expect(await keysCommand(t.ownerUrl, ['revoke'], { err: err.stream })).toBe(1);
-    expect(err.out.join('')).toMatch(/needs --scopes[\s\S]*unknown scope[\s\S]*needs a key id/);
+    const missing = await keys('create');
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/required option '--scopes <scopes>' not specified/);
+    const unknown = await keys('create', '--scopes', 'everything');
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toMatch(/unknown scope/);
+    const noId = await keys('revoke');
+    expect(noId.code).toBe(1);
+    expect(noId.err).toMatch(/missing required argument 'id'/);
+    const nobody = await keys('revoke', 'IL0000000000000000XX');
+    expect(nobody.code).toBe(1);
+    expect(nobody.err).toMatch(/^keys: /);
   });
 
   it('start requires keys unless LEDGER_AUTH=off, or NODE_ENV=development without LEDGER_AUTH', () => {

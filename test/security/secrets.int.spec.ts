@@ -167,7 +167,7 @@ describe('function secrets', () => {
     for (const view of ['audit.invocations', 'audit.invocation_events', 'audit.dead_letters', 'audit.function_stats_hourly']) {
       stored.push((await sql<{ t: string }>`select row_to_json(v)::text as t from ${sql.table(view)} v`.execute(owner.db)).rows.map((r) => r.t).join('\n'));
     }
-    const metrics = await (await fetch(`${api.url}/metrics`)).text();
+    const metrics = await (await fetch(`${api.url}/metrics`, { headers: bearer(key) })).text();
 
     // the checks have teeth: these places do hold the invocations' data
     expect(stored[0]).toContain('"order": 3');

@@ -1,7 +1,7 @@
 // SigV4 from the unmodified AWS SDK: a created key pair is accepted, anything else is
 // refused with the error the SDK raises for AWS's own refusals.
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { InvokeCommand, LambdaServiceException } from '@aws-sdk/client-lambda';
@@ -134,9 +134,11 @@ describe('AWS SDK InvokeCommand with an API key pair', () => {
   });
 });
 
+// the Debian package's v2 CLI; an `aws` on PATH may be another (a pyenv shim of v1)
+const AWS = existsSync('/usr/bin/aws') ? '/usr/bin/aws' : 'aws';
 const awsCli = (() => {
   try {
-    execFileSync('aws', ['--version'], { stdio: 'ignore' });
+    execFileSync(AWS, ['--version'], { stdio: 'ignore' });
     return true;
   } catch {
     return false;
@@ -149,7 +151,7 @@ describe.skipIf(!awsCli)('the AWS CLI (botocore signer), when installed', () => 
       const env: NodeJS.ProcessEnv = { ...process.env, AWS_ACCESS_KEY_ID: invokeKey.accessKeyId, AWS_SECRET_ACCESS_KEY: secret, AWS_DEFAULT_REGION: 'us-east-1' };
       delete env.AWS_PROFILE;
       delete env.AWS_SESSION_TOKEN;
-      execFile('aws', ['lambda', 'invoke', '--endpoint-url', api.url, ...args], { env }, (err, _stdout, stderr) =>
+      execFile(AWS, ['lambda', 'invoke', '--endpoint-url', api.url, ...args], { env }, (err, _stdout, stderr) =>
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
       );
     });

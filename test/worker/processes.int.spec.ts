@@ -1,6 +1,7 @@
 // Real worker processes (`invoke-ledger start --role worker`) against one database:
 // SIGKILL mid-attempt is recovered by another process, and two processes draining
-// 10,000 invocations never start the same attempt twice.
+// 10,000 invocations both do work and never run a handler twice (measured by the
+// handler's own record of its runs, test/helpers/handler-runs.ts).
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireFunction } from '../../db/functions.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { checkHandlerRuns } from '../helpers/handler-runs.ts';
 import { freePort } from '../helpers/pg-admin.ts';
 import { endProcess, spawnService, type ServiceProcess } from '../helpers/processes.ts';
 import { countByStatus, eventsOf, invokeAsync, statusOf, waitFor } from './helpers.ts';
@@ -65,22 +67,26 @@ describe('worker processes', () => {
     await endProcess(b);
   });
 
-  it('two worker processes drain 10,000 invocations without starting any attempt twice', async () => {
-    const f = await requireFunction(t.db, 'noop');
-    const ids = await invokeAsync(t.db, f, Array.from({ length: 10_000 }, (_, i) => ({ i })));
+  it('two worker processes drain 10,000 invocations: both do work, and no handler runs twice', async () => {
+    const f = await requireFunction(t.db, 'record-run');
+    const runsFile = path.join(dir, 'drain-runs');
+    // both ready first, so that both are woken by the invocations
     const [a, b] = await Promise.all([spawnWorker(), spawnWorker()]);
-    await waitFor('all succeeded', async () => (await countByStatus(t.db, ids)).succeeded === ids.length, 120_000);
-    const { rows: dupes } = await sql<{ n: number }>`
-      select count(*)::int as n from (
-        select invocation_id, attempt from ledger.events
-        where invocation_id = any(${ids}::uuid[]) and type = 'started'
-        group by invocation_id, attempt having count(*) > 1) d`.execute(t.db);
-    expect(dupes[0]?.n).toBe(0);
+    const ids = await invokeAsync(t.db, f, Array.from({ length: 10_000 }, (_, i) => ({ i, runs: runsFile })));
+    // no deadline of its own: done when every invocation has succeeded (the test's timeout is the backstop)
+    await waitFor('all succeeded', async () => (await countByStatus(t.db, ids)).succeeded === ids.length, 540_000);
     const { rows: byWorker } = await sql<{ worker: string; n: number }>`
       select data ->> 'workerId' as worker, count(*)::int as n from ledger.events
       where invocation_id = any(${ids}::uuid[]) and type = 'started' group by 1`.execute(t.db);
-    expect(byWorker.reduce((s, r) => s + r.n, 0)).toBe(ids.length);
     console.log(`[worker] started per process: ${byWorker.map((r) => `${r.worker.split(':')[1]}=${r.n}`).join(', ')}`);
+    expect(byWorker.reduce((s, r) => s + r.n, 0)).toBe(ids.length);
+    // both processes did work
+    for (const p of [a, b]) expect(byWorker.find((r) => r.worker.includes(`:${p.pid}:`))?.n ?? 0, `invocations started by worker ${p.pid}`).toBeGreaterThan(0);
+    // every handler ran exactly once, in the process that holds its attempt
+    const runs = await checkHandlerRuns(t.db, runsFile, ids);
+    expect(runs.problems.slice(0, 10)).toEqual([]);
+    expect(runs.runs).toBe(ids.length);
+    expect(runs.rerun).toBe(0);
     await Promise.all([endProcess(a), endProcess(b)]);
-  });
+  }, 600_000);
 });

@@ -54,9 +54,13 @@ describe('retries', () => {
       expect(delay).toBeGreaterThanOrEqual(retryDelayMs(n, base, max, 0));
       expect(delay).toBeLessThanOrEqual(retryDelayMs(n, base, max, 1));
       expect(delay).toBeGreaterThanOrEqual(exp / 2 - 1);
-      // runAt is the failure time plus the delay (clocks of one machine; 1 s of slack)
+      // runAt is the delay after the moment the outcome was decided, which lies between the
+      // attempt's start and the failure's commit (one machine's clock; no slack needed)
       const failedAt = events[events.indexOf(r) - 1]?.occurred_at as Date;
-      expect(Math.abs(new Date(r.data.runAt as string).getTime() - (failedAt.getTime() + delay))).toBeLessThan(1_000);
+      const startedAt = events[events.indexOf(r) - 2]?.occurred_at as Date;
+      const decidedAt = new Date(r.data.runAt as string).getTime() - delay;
+      expect(decidedAt).toBeGreaterThanOrEqual(startedAt.getTime());
+      expect(decidedAt).toBeLessThanOrEqual(failedAt.getTime());
       // and the next attempt did not start before it was due
       const nextStart = events[events.indexOf(r) + 1];
       expect(nextStart?.type).toBe('started');
@@ -90,11 +94,18 @@ describe('retries', () => {
     await waitFor('successes', async () => (await Promise.all(ids.map((id) => statusOf(t.db, id)))).every((s) => s === 'succeeded'));
   });
 
-  it('a cancelled retry is never attempted again', async () => {
-    const f = await fn(t.db, 'slow-retry', 'always-throws.ts', { maxRetries: 2, retryBaseDelayMs: 60_000 });
+  it('a cancelled retry is never attempted again, also once it is due', async () => {
+    // the retry is due 3-6 s after the failure: time enough to cancel it first
+    const f = await fn(t.db, 'slow-retry', 'always-throws.ts', { maxRetries: 2, retryBaseDelayMs: 6_000 });
     const [id] = await invokeAsync(t.db, f, [{}]);
     await waitFor('retry scheduled', async () => (await statusOf(t.db, id as string)) === 'retry_scheduled');
     await cancel(t.db, [id as string], 'test');
+    const runAt = new Date((await eventsOf(t.db, id as string)).find((e) => e.type === 'retried')?.data.runAt as string);
+    // wait until the retry would have been due, then until the worker has claimed work accepted after that
+    await waitFor('the retry to be due', async () => Date.now() > runAt.getTime() + 100, 30_000);
+    const sentinel = await fn(t.db, 'sentinel', 'echo.ts');
+    const [s] = await invokeAsync(t.db, sentinel, [{}]);
+    await waitFor('a later claim', async () => (await statusOf(t.db, s as string)) === 'succeeded', 30_000);
     expect(await eventTypes(t.db, id as string)).toEqual(['accepted', 'started', 'failed', 'retried', 'cancelled']);
-  });
+  }, 60_000);
 });

@@ -11,7 +11,7 @@ import { authMiddleware } from './middleware.ts';
 export { AuthenticationError, Authenticator, type AuthOptions, type Principal } from './authenticator.ts';
 export { authorizeOperation, rootFields, useApiKeyAuth } from './graphql.ts';
 export { MAX_SIGNED_BODY_BYTES, authMiddleware, principalOf } from './middleware.ts';
-export { GRAPHQL_FIELD_SCOPES, ROUTE_RULES, graphqlFieldScope, routeRule } from './routes.ts';
+export { GRAPHQL_FIELD_SCOPES, ROUTE_RULES, decideAccess, graphqlFieldScope, isMiddleware, routeRule, ruleOfRoute } from './routes.ts';
 
 export interface ApiAuth {
   /** mount before every route: app.use('*', auth.middleware) */
@@ -24,5 +24,5 @@ export interface ApiAuth {
 export function createApiAuth(db: Db, options: AuthOptions | undefined, logger?: Logger): ApiAuth | null {
   if (!options?.enabled) return null;
   const authenticator = new Authenticator(db, options, logger);
-  return { middleware: authMiddleware(authenticator), graphqlPlugins: [useApiKeyAuth(authenticator)] };
+  return { middleware: authMiddleware(authenticator, logger), graphqlPlugins: [useApiKeyAuth(authenticator)] };
 }

@@ -1,15 +1,18 @@
-// The HTTP gate: every request except /healthz, /metrics and /graphql (checked per
-// operation by the GraphQL plugin) needs a key with the route's scope.
+// The HTTP gate: every request except /healthz, the GraphiQL page and /graphql (checked per
+// operation by the GraphQL plugin) needs a key with the route's scope. The route is the
+// one the router matched (after it decoded and normalised the path), so no spelling of a
+// path reaches a handler under another route's rule.
 //   401: no key, unknown/revoked key, bad signature   403: the key lacks the scope
 // Lambda routes answer like AWS (x-amzn-ErrorType, so the SDK raises its own error
 // classes); native routes answer with the native JSON error.
 import { randomUUID } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
+import { matchedRoutes } from 'hono/route';
+import type { Logger } from 'pino';
 import { isLedgerError } from '../../../db/errors.ts';
-import type { Scope } from '../../../db/keys.ts';
 import { readBodyLimited } from '../body.ts';
 import { AuthenticationError, Authenticator, type Principal } from './authenticator.ts';
-import { routeRule, type ErrorStyle } from './routes.ts';
+import { decideAccess, type ErrorStyle } from './routes.ts';
 
 /** The largest body any route accepts (a sync invoke); a signed body is read up to this. */
 export const MAX_SIGNED_BODY_BYTES = 6 * 1024 * 1024;
@@ -50,12 +53,16 @@ function requestTarget(url: string): string {
   return slash < 0 ? '/' : url.slice(slash);
 }
 
-export function authMiddleware(auth: Authenticator): MiddlewareHandler {
+export function authMiddleware(auth: Authenticator, logger?: Logger): MiddlewareHandler {
   return async (c, next) => {
+    const access = decideAccess(matchedRoutes(c), c.req.path);
+    if (access.kind === 'open' || access.kind === 'graphql') return next();
+    if (access.kind === 'undecided') {
+      // a route added without an entry in ROUTE_RULES: closed to every key until it has one
+      logger?.error({ route: access.label }, 'refused a request: its route has no entry in ROUTE_RULES (apps/api/auth/routes.ts)');
+      return refuse(c, access.style, 403, 'AccessDeniedException', `No access rule covers ${access.label}; the server refuses it to every key.`);
+    }
     const target = requestTarget(c.req.url);
-    const q = target.indexOf('?');
-    const rule = routeRule(c.req.method, q < 0 ? target : target.slice(0, q));
-    if (rule.access === 'open' || rule.access === 'graphql') return next();
 
     let principal: Principal;
     try {
@@ -64,19 +71,19 @@ export function authMiddleware(auth: Authenticator): MiddlewareHandler {
         target,
         header: (name) => c.req.header(name),
         // kept with the request: the route reads the same bytes again under its own limit
-        body: () => readBodyLimited(c, MAX_SIGNED_BODY_BYTES),
+        body: () => readBodyLimited(c, access.maxBodyBytes ?? MAX_SIGNED_BODY_BYTES),
       });
     } catch (e) {
       if (isLedgerError(e) && e.code === 'PayloadTooLarge') {
-        return refuse(c, rule.style, 413, 'RequestEntityTooLargeException', e.message);
+        return refuse(c, access.style, 413, 'RequestEntityTooLargeException', e.message);
       }
       if (!(e instanceof AuthenticationError)) throw e;
       const code = e.reason === 'signature' ? 'InvalidSignatureException' : 'UnrecognizedClientException';
-      return refuse(c, rule.style, 401, code, e.message);
+      return refuse(c, access.style, 401, code, e.message);
     }
-    const scope = rule.access as Scope;
-    if (!principal.scopes.has(scope)) {
-      return refuse(c, rule.style, 403, 'AccessDeniedException', `Key ${principal.keyId} does not have the ${scope} scope needed for ${rule.method} ${rule.path}.`);
+    const missing = access.scopes.filter((s) => !principal.scopes.has(s));
+    if (missing.length > 0) {
+      return refuse(c, access.style, 403, 'AccessDeniedException', `Key ${principal.keyId} does not have the ${missing.join(', ')} scope needed for ${access.label}.`);
     }
     principals.set(c.req.raw, principal);
     return next();

@@ -3,8 +3,8 @@
 // unexpected is masked: logged here, "Unexpected error." for the client.
 import type { Logger } from 'pino';
 import { maskError as yogaMaskError } from 'graphql-yoga';
-import { isDatabaseUnavailable, isLedgerError } from '../../../db/errors.ts';
-import { LifecycleViolation } from '../../../db/lifecycle.ts';
+import { isDatabaseUnavailable, isLedgerError, isTransientConflict, LedgerError } from '../../../db/errors.ts';
+import { whyNotStorableJson } from '../../../db/storable.ts';
 import { GraphQLError } from './graphql-js.ts';
 
 /** Only plain, JSON-safe details travel (never zod issues or anything with a secret). */
@@ -14,6 +14,7 @@ function publicDetails(code: string, details: Record<string, unknown>): Record<s
     if (typeof details.reason === 'string') out.reason = details.reason;
     if (typeof details.retryAfterSeconds === 'number') out.retryAfterSeconds = details.retryAfterSeconds;
   }
+  if (code === 'SubscriberTooSlow') out.resumeAfter = typeof details.resumeAfter === 'string' ? details.resumeAfter : null;
   return out;
 }
 
@@ -22,18 +23,32 @@ export function toGraphQLError(e: unknown): InstanceType<typeof GraphQLError> | 
   if (isLedgerError(e)) {
     return new GraphQLError(e.message, { extensions: { code: e.code, ...publicDetails(e.code, e.details) } });
   }
-  if (e instanceof LifecycleViolation) return new GraphQLError(e.message, { extensions: { code: 'LifecycleViolation' } });
   if (isDatabaseUnavailable(e)) {
     return new GraphQLError('the database is unavailable; try again', { extensions: { code: 'ServiceUnavailable' } });
+  }
+  if (isTransientConflict(e)) {
+    return new GraphQLError('the operation conflicted with a concurrent one and was rolled back; try again', { extensions: { code: 'ServiceUnavailable' } });
   }
   return null;
 }
 
 type AnyFn = (...args: unknown[]) => unknown;
 
+/**
+ * Arguments that the ledger would store (idempotency keys, function settings) and that
+ * PostgreSQL cannot hold are refused before the resolver runs. JSON arguments were
+ * already checked by their scalar, with their own depth limit.
+ */
+function checkArguments(args: unknown): void {
+  if (args === null || typeof args !== 'object') return;
+  const why = whyNotStorableJson(args, Number.POSITIVE_INFINITY);
+  if (why !== null) throw new LedgerError('InvalidParameter', `An argument cannot be stored: ${why}`);
+}
+
 function guard(fn: AnyFn): AnyFn {
   return async (...args: unknown[]) => {
     try {
+      checkArguments(args[1]);
       return await fn(...args);
     } catch (e) {
       throw toGraphQLError(e) ?? e;

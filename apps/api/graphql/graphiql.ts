@@ -98,6 +98,16 @@ prepareWorkers().finally(() => YogaGraphiQL.renderYogaGraphiQL(root, ${scriptJso
   };
 }
 
+/** The headers pane's first content when API keys are on: where the key goes. */
+export const AUTH_HEADERS_TEMPLATE = `{
+  "Authorization": "Bearer <paste a key from: npx invoke-ledger keys create --scopes invoke,audit>"
+}`;
+
+/** Above the default query when API keys are on. */
+export const KEY_HINT = `# Every operation needs an API key: paste its bearer token into the Headers pane below.
+# Signed in to the console (/console)? Its GraphQL page (/console/graphiql) uses that key.
+`;
+
 export const DEFAULT_QUERY = `# Invoke Ledger: run the echo function and read its timeline from the ledger.
 # Press the run button (or Ctrl-Enter). See docs/graphql.md for more examples.
 mutation InvokeEcho {

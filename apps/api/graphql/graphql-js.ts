@@ -5,4 +5,4 @@ import { createRequire } from 'node:module';
 
 const graphqlJs = createRequire(import.meta.url)('graphql') as typeof import('graphql');
 
-export const { GraphQLError, GraphQLScalarType, Kind, NoSchemaIntrospectionCustomRule } = graphqlJs;
+export const { GraphQLError, GraphQLScalarType, Kind, NoSchemaIntrospectionCustomRule, execute } = graphqlJs;

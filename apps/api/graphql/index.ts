@@ -1,23 +1,32 @@
-// GraphQL at /graphql (ledger.md §4): graphql-yoga inside Hono, GraphiQL served offline,
+// GraphQL at /graphql (docs/graphql.md, docs/audit.md): graphql-yoga inside Hono, GraphiQL served offline,
 // subscriptions over SSE from the one ledger feed of this process, limits from graphql-armor.
 import { readFileSync } from 'node:fs';
 import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
-import type { GraphQLError, ValidationContext } from 'graphql';
+import { getOperationAST, type GraphQLError, type ValidationContext } from 'graphql';
 import { createSchema, createYoga, type Plugin } from 'graphql-yoga';
 import { Hono } from 'hono';
-import { connectClient } from '../../../db/connection.ts';
 import type { RegistryChecks } from '../../../db/functions.ts';
-import { LedgerFeed } from '../../../db/subscriptions.ts';
+import { listenToLedger } from '../../../db/notifications.ts';
+import type { ReplicaReads } from '../../../db/replica.ts';
 import { resolveHandlerPath } from '../../runtimes/index.ts';
-import type { AppDeps } from '../app.ts';
+import type { AppDeps } from '../deps.ts';
 import { createMaskError, guardResolvers } from './errors.ts';
-import { DEFAULT_QUERY, graphiqlAssetRoutes, renderOfflineGraphiQL } from './graphiql.ts';
+import { LedgerFeed } from './feed.ts';
+import { AUTH_HEADERS_TEMPLATE, DEFAULT_QUERY, KEY_HINT, graphiqlAssetRoutes, renderOfflineGraphiQL } from './graphiql.ts';
 import { NoSchemaIntrospectionCustomRule } from './graphql-js.ts';
+import { useLiveFeedTransport, type LiveTransportOptions } from './live.ts';
 import { EventsLoader } from './loaders.ts';
+import { monitoringResolvers, monitoringTypeDefs } from './monitoring.ts';
+import { proofResolvers, proofTypeDefs } from './proofs.ts';
 import { queueResolvers, queueTypeDefs } from './queues.ts';
+import { brokerResolvers, brokerTypeDefs } from './brokers.ts';
+import { replayResolvers, replayTypeDefs } from './replays.ts';
 import { resolvers, type GraphQLContext } from './resolvers.ts';
+import { scheduleResolvers, scheduleTypeDefs } from './schedules.ts';
+import { streamResolvers, streamTypeDefs } from './streams.ts';
+import { changeStreamResolvers, changeStreamTypeDefs } from './change-streams.ts';
 
 export const GRAPHQL_ENDPOINT = '/graphql';
 
@@ -29,8 +38,10 @@ export const LIMITS = {
 } as const;
 
 export interface GraphQLOptions {
-  /** the process's ledger feed (tests pass one to watch it); made here otherwise */
+  /** the process's ledger feed (main and tests pass one, to close or watch it); deps.feed, else made here */
   feed?: LedgerFeed;
+  /** slow-consumer grace and SSE pings */
+  live?: LiveTransportOptions;
   /** more yoga plugins, run after the limits (createApp passes the API-key check) */
   plugins?: Plugin[];
 }
@@ -54,15 +65,39 @@ function introspectionSwitch(enabled: boolean): Plugin {
   };
 }
 
+/**
+ * Queries (not mutations, not subscriptions) read from the replica once it has replayed
+ * everything the primary had committed when the query arrived, else from the primary
+ * (db/replica.ts): resolvers see that database as `deps.db`.
+ */
+function replicaQueries(reads: ReplicaReads): Plugin<GraphQLContext> {
+  return {
+    async onExecute({ args }) {
+      if (getOperationAST(args.document, args.operationName)?.operation !== 'query') return;
+      const ctx = args.contextValue;
+      const { db } = await reads.fresh();
+      ctx.deps = { ...ctx.deps, db };
+      ctx.events = new EventsLoader(db);
+    },
+  };
+}
+
 export function graphqlRoutes(deps: AppDeps, options: GraphQLOptions = {}): Hono {
   const logger = deps.logger.child({ component: 'graphql' });
-  const databaseUrl = deps.databaseUrl;
+  // without the process's listener (tests that build the app alone) one of its own, which
+  // holds a connection only while someone subscribes
+  const notifications =
+    deps.notifications ??
+    (deps.databaseUrl
+      ? listenToLedger(deps.databaseUrl, { onError: (err, retryInMs) => logger.warn({ err, retryInMs }, 'ledger feed: LISTEN failed; polling meanwhile') })
+      : undefined);
   const feed =
     options.feed ??
+    deps.feed ??
     new LedgerFeed({
       db: deps.db,
-      ...(databaseUrl ? { listen: () => connectClient(databaseUrl) } : {}),
-      onError: (err) => logger.warn({ err }, 'ledger feed: read or LISTEN failed; retrying'),
+      ...(notifications ? { notifications } : {}),
+      onError: (err) => logger.warn({ err }, 'ledger feed: read failed; retrying'),
     });
   const checks: RegistryChecks = {
     handler: (h) => void resolveHandlerPath(deps.functionsDir, h),
@@ -72,11 +107,23 @@ export function graphqlRoutes(deps: AppDeps, options: GraphQLOptions = {}): Hono
 
   const yoga = createYoga<object, GraphQLContext>({
     schema: createSchema<GraphQLContext>({
-      typeDefs: [typeDefs, queueTypeDefs],
-      resolvers: [guardResolvers(resolvers), guardResolvers(queueResolvers)],
+      typeDefs: [typeDefs, queueTypeDefs, monitoringTypeDefs, proofTypeDefs, brokerTypeDefs, scheduleTypeDefs, replayTypeDefs, streamTypeDefs, changeStreamTypeDefs],
+      resolvers: [
+        guardResolvers(resolvers),
+        guardResolvers(queueResolvers),
+        guardResolvers(monitoringResolvers),
+        guardResolvers(proofResolvers),
+        guardResolvers(brokerResolvers),
+        guardResolvers(scheduleResolvers),
+        guardResolvers(replayResolvers),
+        guardResolvers(streamResolvers),
+        guardResolvers(changeStreamResolvers),
+      ],
     }),
     graphqlEndpoint: GRAPHQL_ENDPOINT,
     landingPage: false,
+    // yoga's default echoes any Origin with credentials; CORS is decided once, in createApp
+    cors: false,
     context: ({ request }) => ({ deps, checks, feed, events: new EventsLoader(deps.db), request }),
     maskedErrors: { maskError: createMaskError(logger) },
     logging: {
@@ -87,8 +134,11 @@ export function graphqlRoutes(deps: AppDeps, options: GraphQLOptions = {}): Hono
     },
     graphiql: {
       title: 'Invoke Ledger GraphiQL',
-      defaultQuery: DEFAULT_QUERY,
+      defaultQuery: deps.auth?.enabled ? `${KEY_HINT}${DEFAULT_QUERY}` : DEFAULT_QUERY,
       subscriptionsProtocol: 'SSE',
+      // with keys on, the headers pane opens with the header to fill in (the console's
+      // own GraphiQL, /console/graphiql, uses the signed-in key instead)
+      ...(deps.auth?.enabled ? { headers: AUTH_HEADERS_TEMPLATE, defaultHeaders: AUTH_HEADERS_TEMPLATE, defaultEditorToolsVisibility: 'headers' as const } : {}),
     },
     renderGraphiQL: renderOfflineGraphiQL(GRAPHQL_ENDPOINT),
     plugins: [
@@ -98,11 +148,15 @@ export function graphqlRoutes(deps: AppDeps, options: GraphQLOptions = {}): Hono
       maxAliasesPlugin({ n: LIMITS.maxAliases, ...limitError('TooManyAliases') }),
       introspectionSwitch(introspection),
       ...(options.plugins ?? []),
+      ...(deps.reads ? [replicaQueries(deps.reads)] : []),
+      // after the auth plugin: it shares executions only between callers with the same scopes
+      useLiveFeedTransport(logger, options.live),
     ],
   });
 
   const app = new Hono();
   app.route('/', graphiqlAssetRoutes());
-  app.on(['GET', 'POST', 'OPTIONS'], '/', (c) => yoga.fetch(c.req.raw, {}));
+  // the node response lets the feed disconnect a subscriber that stopped reading
+  app.on(['GET', 'POST', 'OPTIONS'], '/', (c) => yoga.fetch(c.req.raw, { outgoing: (c.env as { outgoing?: unknown } | undefined)?.outgoing }));
   return app;
 }

@@ -1,25 +1,12 @@
 // GraphQL for queues and event source mappings: type definitions that extend the
 // schema's Query and Mutation, and their resolvers. Merged by ./index.ts; like the
-// other resolvers they only translate to the core functions of db/queues.ts.
-import {
-  createEventSourceMapping,
-  createQueue,
-  deleteEventSourceMapping,
-  getEventSourceMapping,
-  getQueue,
-  listDeadLetterMessages,
-  listEventSourceMappings,
-  listQueues,
-  queueCounts,
-  redriveDeadLetterMessages,
-  sendMessages,
-  updateEventSourceMapping,
-  type Page,
-  type Queue,
-  type QueueCounts,
-  type QueueMessage,
-} from '../../../db/queues.ts';
-import type { GraphQLContext } from './resolvers.ts';
+// other resolvers they only translate to the core functions of db/queues/.
+import { listDeadLetterMessages, redriveDeadLetterMessages, type Page } from '../../../db/queues/dead-letters.ts';
+import { createEventSourceMapping, deleteEventSourceMapping, getEventSourceMapping, listEventSourceMappings, updateEventSourceMapping } from '../../../db/queues/mappings.ts';
+import { sendMessages, type QueueMessage } from '../../../db/queues/messages.ts';
+import { createQueue, getQueue, listQueues, queueCounts, type Queue, type QueueCounts } from '../../../db/queues/queues.ts';
+import { chainDepthOf } from '../function-ref.ts';
+import { changeContext, type GraphQLContext } from './resolvers.ts';
 
 export const queueTypeDefs = /* GraphQL */ `
   """A durable message queue. Event source mappings deliver its messages to functions in batches."""
@@ -43,7 +30,7 @@ export const queueTypeDefs = /* GraphQL */ `
   input QueueInput {
     """[A-Za-z0-9_-]{1,64}"""
     name: String!
-    """0 … 43200 (default 30)"""
+    """1 … 43200 (default 30); a mapping needs at least its function's timeout"""
     visibilityTimeoutSeconds: Int
     """1 … 1000 (default 5)"""
     maxReceiveCount: Int
@@ -203,9 +190,12 @@ export const queueResolvers = {
     createQueue: async (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) =>
       (await withCounts(ctx, [await createQueue(ctx.deps.db, withoutNulls(args.input))]))[0],
     sendMessage: async (_: unknown, args: Args, ctx: GraphQLContext) => {
-      const [messageId] = await sendMessages(ctx.deps.db, args.queueName as string, [
-        withoutNulls({ body: args.body, delaySeconds: args.delaySeconds }),
-      ]);
+      const [messageId] = await sendMessages(
+        ctx.deps.db,
+        args.queueName as string,
+        [withoutNulls({ body: args.body, delaySeconds: args.delaySeconds })],
+        { chainDepth: chainDepthOf(ctx.request.headers) },
+      );
       return { messageId };
     },
     sendMessageBatch: async (_: unknown, args: { queueName: string; entries: Record<string, unknown>[] }, ctx: GraphQLContext) => {
@@ -213,17 +203,18 @@ export const queueResolvers = {
         ctx.deps.db,
         args.queueName,
         args.entries.map((e) => ({ ...withoutNulls(e), body: e.body })),
+        { chainDepth: chainDepthOf(ctx.request.headers) },
       );
       return ids.map((messageId) => ({ messageId }));
     },
     redriveQueueDeadLetters: (_: unknown, args: { queueName: string; messageIds?: string[] | null }, ctx: GraphQLContext) =>
       redriveDeadLetterMessages(ctx.deps.db, args.queueName, args.messageIds ?? null),
     createEventSourceMapping: (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) =>
-      createEventSourceMapping(ctx.deps.db, mappingArgs(args.input)),
+      createEventSourceMapping(ctx.deps.db, mappingArgs(args.input), changeContext(ctx)),
     updateEventSourceMapping: (_: unknown, args: { id: string; input: Record<string, unknown> }, ctx: GraphQLContext) =>
-      updateEventSourceMapping(ctx.deps.db, args.id, mappingArgs(args.input)),
+      updateEventSourceMapping(ctx.deps.db, args.id, mappingArgs(args.input), changeContext(ctx)),
     deleteEventSourceMapping: async (_: unknown, args: { id: string }, ctx: GraphQLContext) => {
-      await deleteEventSourceMapping(ctx.deps.db, args.id);
+      await deleteEventSourceMapping(ctx.deps.db, args.id, changeContext(ctx));
       return true;
     },
   },

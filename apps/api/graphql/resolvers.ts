@@ -1,15 +1,9 @@
 // Resolvers: translate GraphQL to the core functions of db/ and the InvokeService.
 // No lifecycle rules and no SQL here.
 import { LedgerError } from '../../../db/errors.ts';
-import {
-  createFunction,
-  deleteFunction,
-  getFunction,
-  listFunctions,
-  updateFunction,
-  type FunctionVersion,
-  type RegistryChecks,
-} from '../../../db/functions.ts';
+import { randomUUID } from 'node:crypto';
+import { changeFunction, createManagedFunction, deleteManagedFunction, functionHistory, type ChangeContext } from '../../../db/control-plane.ts';
+import { getFunction, listFunctions, type FunctionVersion, type RegistryChecks } from '../../../db/functions.ts';
 import { cancel, getInvocation, redrive, requireInvocation, viewOf, type InvocationView } from '../../../db/invocations.ts';
 import type { InvocationState, LedgerEvent } from '../../../db/lifecycle.ts';
 import {
@@ -20,9 +14,13 @@ import {
   type InvocationFilter,
   type InvocationPage,
 } from '../../../db/read-models.ts';
-import type { FeedEvent, LedgerFeed } from '../../../db/subscriptions.ts';
-import type { AppDeps } from '../app.ts';
+import { redactUrlSecrets } from '../../runtimes/index.ts';
+import type { AppDeps } from '../deps.ts';
+import { principalOf, type Principal } from '../auth/index.ts';
+import { chainDepthOf } from '../function-ref.ts';
 import { ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT } from '../invoke.ts';
+import { formatCursor, parseCursor, type FeedEvent, type LedgerFeed } from './feed.ts';
+import { attachFeed, onFeedDropped } from './live.ts';
 import type { EventsLoader } from './loaders.ts';
 import { DateTimeScalar, JSONScalar } from './scalars.ts';
 
@@ -35,6 +33,12 @@ export interface GraphQLContext {
 }
 
 type Args = Record<string, unknown>;
+
+/** Who makes a control-plane change over GraphQL: recorded with it in ledger.changes. */
+export function changeContext(ctx: GraphQLContext): ChangeContext {
+  const principal = (ctx as { principal?: Principal }).principal ?? principalOf(ctx.request);
+  return { actor: principal?.keyId ?? 'anonymous', requestId: ctx.request.headers.get('x-request-id') ?? randomUUID() };
+}
 
 interface Connection {
   page: InvocationPage;
@@ -63,6 +67,15 @@ async function viewFor(parent: InvocationState | InvocationView, ctx: GraphQLCon
   return viewOf(parent, await ctx.events.load(parent.id));
 }
 
+/**
+ * A URL as a caller may see it: keys without `admin` get it without credentials and query
+ * values, which may be tokens (docs/security.md, "Secrets in URLs").
+ */
+function visibleUrl(url: string | null, ctx: GraphQLContext): string | null {
+  const principal = (ctx as { principal?: Principal }).principal;
+  return url !== null && principal !== undefined && !principal.scopes.has('admin') ? redactUrlSecrets(url) : url;
+}
+
 /** A fresh view for a mutation's answer, its events kept for the fields below. */
 async function answer(ctx: GraphQLContext, id: string): Promise<InvocationView> {
   const view = await requireInvocation(ctx.deps.db, id);
@@ -76,13 +89,23 @@ async function connection(ctx: GraphQLContext, filter: InvocationFilter, args: A
   return { page, filter, after };
 }
 
+const TRACE_ID = /^[0-9a-f]{32}$/i;
+
+/** A trace id is 32 hex digits (W3C trace context); anything else is the caller's mistake, not an empty page. */
+function checkTraceId(filter: InvocationFilter): InvocationFilter {
+  if (filter.traceId !== null && filter.traceId !== undefined && !TRACE_ID.test(filter.traceId)) {
+    throw new LedgerError('InvalidParameter', 'traceId must be 32 hexadecimal digits (W3C trace context)');
+  }
+  return filter;
+}
+
 const withoutNulls = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined));
 
 export const resolvers = {
   JSON: JSONScalar,
   DateTime: DateTimeScalar,
   Isolation: { THREAD: 'thread', INLINE: 'inline' },
-  InvocationType: { SYNC: 'sync', ASYNC: 'async', POLL: 'poll' },
+  InvocationType: { SYNC: 'sync', ASYNC: 'async', POLL: 'poll', REPLAY: 'replay' },
   InvocationStatus: {
     QUEUED: 'queued',
     RUNNING: 'running',
@@ -105,6 +128,14 @@ export const resolvers = {
 
   Function: {
     hasSecret: (fn: FunctionVersion) => fn.secret !== null,
+    url: (fn: FunctionVersion, _: Args, ctx: GraphQLContext) => visibleUrl(fn.url, ctx),
+    onSuccess: (fn: FunctionVersion, _: Args, ctx: GraphQLContext) => visibleUrl(fn.onSuccess, ctx),
+    onFailure: (fn: FunctionVersion, _: Args, ctx: GraphQLContext) => visibleUrl(fn.onFailure, ctx),
+  },
+
+  LedgerEvent: {
+    // feed events know their transaction; events read through queries do not
+    cursor: (e: LedgerEvent | FeedEvent) => ('txId' in e && e.txId ? formatCursor({ txId: e.txId, position: e.position }) : null),
   },
 
   Invocation: {
@@ -115,6 +146,11 @@ export const resolvers = {
     events: async (inv: InvocationState | InvocationView, _: Args, ctx: GraphQLContext) => {
       const events: LedgerEvent[] = 'events' in inv ? inv.events : await ctx.events.load(inv.id);
       return events.map((e) => ({ ...e, functionName: inv.functionName }));
+    },
+    traceId: async (inv: InvocationState | InvocationView, _: Args, ctx: GraphQLContext) => {
+      const events: LedgerEvent[] = 'events' in inv ? inv.events : await ctx.events.load(inv.id);
+      const accepted = events[0];
+      return accepted?.type === 'accepted' ? (accepted.data.traceparent?.split('-')[1] ?? null) : null;
     },
   },
 
@@ -138,11 +174,13 @@ export const resolvers = {
       return view;
     },
     invocations: (_: unknown, args: Args, ctx: GraphQLContext) =>
-      connection(ctx, (args.filter as InvocationFilter | null) ?? {}, args),
+      connection(ctx, checkTraceId((args.filter as InvocationFilter | null) ?? {}), args),
     deadLetters: (_: unknown, args: Args, ctx: GraphQLContext) =>
       connection(ctx, { functionName: args.functionName as string | null, status: 'dead_lettered' }, args),
     functions: (_: unknown, __: Args, ctx: GraphQLContext) => listFunctions(ctx.deps.db),
     function: (_: unknown, args: Args, ctx: GraphQLContext) => getFunction(ctx.deps.db, args.name as string),
+    functionHistory: (_: unknown, args: Args, ctx: GraphQLContext) =>
+      functionHistory(ctx.deps.db, args.name as string, { until: (args.until as Date | null) ?? undefined, limit: (args.first as number | null) ?? undefined }),
     functionStats: async (_: unknown, args: Args, ctx: GraphQLContext) => {
       const name = args.name as string;
       if (!(await getFunction(ctx.deps.db, name))) throw new LedgerError('FunctionNotFound', `Function not found: ${name}`);
@@ -155,18 +193,18 @@ export const resolvers = {
     createFunction: (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) => {
       // null means "the default" when creating
       const { name, ...config } = withoutNulls(args.input);
-      return createFunction(ctx.deps.db, name as string, config, ctx.checks);
+      return createManagedFunction(ctx.deps.db, changeContext(ctx), name as string, config as never, null, { checks: ctx.checks }).then((r) => r.fn);
     },
     // forgetFunction: this process's invokes see the change at once, not after the 1 s function cache
     updateFunction: async (_: unknown, args: { name: string; input: Record<string, unknown> }, ctx: GraphQLContext) => {
-      const fn = await updateFunction(ctx.deps.db, args.name, args.input, ctx.checks);
+      const { fn } = await changeFunction(ctx.deps.db, changeContext(ctx), args.name, 'config_updated', args.input, { checks: ctx.checks });
       ctx.deps.invoke.forgetFunction(args.name);
       return fn;
     },
     deleteFunction: async (_: unknown, args: { name: string }, ctx: GraphQLContext) => {
-      const deleted = await deleteFunction(ctx.deps.db, args.name);
+      await deleteManagedFunction(ctx.deps.db, changeContext(ctx), args.name);
       ctx.deps.invoke.forgetFunction(args.name);
-      return deleted;
+      return true;
     },
 
     invoke: async (_: unknown, args: Args, ctx: GraphQLContext) => {
@@ -174,6 +212,7 @@ export const resolvers = {
       checkPayload(args.payload, SYNC_PAYLOAD_LIMIT);
       const done = await ctx.deps.invoke.invokeSync(fn, args.payload ?? null, {
         idempotencyKey: checkIdempotencyKey(args.idempotencyKey),
+        chainDepth: chainDepthOf(ctx.request.headers),
         signal: ctx.request.signal,
       });
       return answer(ctx, done.invocationId);
@@ -183,6 +222,7 @@ export const resolvers = {
       checkPayload(args.payload, ASYNC_PAYLOAD_LIMIT);
       const accepted = await ctx.deps.invoke.invokeAsync(fn, args.payload ?? null, {
         idempotencyKey: checkIdempotencyKey(args.idempotencyKey),
+        chainDepth: chainDepthOf(ctx.request.headers),
       });
       return answer(ctx, accepted.invocationId);
     },
@@ -203,10 +243,14 @@ export const resolvers = {
         if (invocationId && !(await getInvocation(ctx.deps.db, invocationId))) {
           throw new LedgerError('InvocationNotFound', `Invocation not found: ${invocationId}`);
         }
-        return ctx.feed.subscribe(
+        // an SSE client that reconnects (EventSource does it by itself) says where it was;
+        // that wins over the `after` of the original request it repeats
+        const from = ctx.request.headers.get('last-event-id') || ((args.after as string | null | undefined) ?? null);
+        const sub = ctx.feed.subscribe(
           { invocationId, functionName: (args.functionName as string | null | undefined) ?? null },
-          ctx.request.signal,
+          { after: from ? parseCursor(from) : null, signal: ctx.request.signal, onDropped: onFeedDropped(ctx.request) },
         );
+        return attachFeed(ctx.request, sub);
       },
       resolve: (e: FeedEvent) => e,
     },

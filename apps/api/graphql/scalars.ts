@@ -1,5 +1,6 @@
 // JSON and DateTime: the two scalars of the schema.
 import type { ObjectValueNode, ValueNode } from 'graphql';
+import { whyNotStorableJson } from '../../../db/storable.ts';
 import { GraphQLError, GraphQLScalarType, Kind } from './graphql-js.ts';
 
 function literal(node: ValueNode, variables: Record<string, unknown> | null | undefined): unknown {
@@ -29,11 +30,18 @@ function objectLiteral(node: ObjectValueNode, variables: Record<string, unknown>
   return out;
 }
 
+/** Every JSON argument (payloads, message bodies) is one the ledger can store, or refused alone. */
+function storable(v: unknown): unknown {
+  const why = whyNotStorableJson(v);
+  if (why !== null) throw new GraphQLError(`The value cannot be stored: ${why}`, { extensions: { code: 'InvalidRequestContent' } });
+  return v;
+}
+
 export const JSONScalar = new GraphQLScalarType({
   name: 'JSON',
   serialize: (v) => v,
-  parseValue: (v) => v,
-  parseLiteral: literal,
+  parseValue: storable,
+  parseLiteral: (node, variables) => storable(literal(node, variables)),
 });
 
 const ISO = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/;

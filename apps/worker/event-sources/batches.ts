@@ -2,22 +2,14 @@
 // locked, counted, made invisible) and the poll invocation's `accepted` + `started`
 // commit in one transaction; the message deletes/returns and its `succeeded` | `failed`
 // in another. Either both happen or neither.
-import { recordOutcomes } from '../../../db/attempts.ts';
+import { recordOutcomes, storableOutcome } from '../../../db/attempts.ts';
 import { SequenceConflict } from '../../../db/errors.ts';
 import type { FunctionVersion } from '../../../db/functions.ts';
 import { acceptInvocations } from '../../../db/invocations.ts';
-import type { InvocationState } from '../../../db/lifecycle.ts';
-import {
-  deadLetterMessages,
-  lockReceivableMessages,
-  mappingForReceive,
-  markReceived,
-  MAX_BATCH_BYTES,
-  MAX_RECEIVE_COUNT_EXCEEDED,
-  settleBatch,
-  type PollableMapping,
-  type SettleResult,
-} from '../../../db/queues.ts';
+import { DEFAULT_MAX_CHAIN_DEPTH, isLoopStopped, type InvocationState } from '../../../db/lifecycle.ts';
+import { deadLetterMessages, lockReceivableMessages, markReceived, settleBatch, type SettleResult } from '../../../db/queues/messages.ts';
+import { mappingForReceive, type PollableMapping } from '../../../db/queues/poller.ts';
+import { MAX_BATCH_BYTES, MAX_RECEIVE_COUNT_EXCEEDED } from '../../../db/queues/schemas.ts';
 import type { Db } from '../../../db/schema.ts';
 import type { AttemptOutcome } from '../../runtimes/index.ts';
 import { decideBatch, type BatchDecision } from './batch-response.ts';
@@ -41,6 +33,8 @@ export interface ReceivedBatch {
   /** the running poll invocation; its id is the messages' receipt */
   state: InvocationState;
   records: QueueRecord[];
+  /** the poll invocation's depth in a chain: its deepest message's (docs/worker.md) */
+  chainDepth: number;
 }
 
 export type ReceiveResult =
@@ -56,6 +50,8 @@ export interface ReceiveOptions {
   workerId: string;
   /** the poll invocation's lease = function timeout + this */
   leaseGraceMs: number;
+  /** messages sent this deep in a chain are dead-lettered, not delivered (default 16, 0 = no limit) */
+  maxChainDepth?: number;
 }
 
 /**
@@ -77,6 +73,13 @@ export async function receiveBatch(db: Db, mapping: PollableMapping, fn: Functio
       await deadLetterMessages(tx, exhausted.map((m) => m.id), MAX_RECEIVE_COUNT_EXCEEDED);
       return { kind: 'again' };
     }
+    // a loop through a queue: messages sent that deep in a chain are not delivered, but
+    // kept as dead letters that say why (and can be redriven)
+    const looping = messages.filter((m) => isLoopStopped(m.chainDepth, o.maxChainDepth ?? DEFAULT_MAX_CHAIN_DEPTH));
+    if (looping.length > 0) {
+      await deadLetterMessages(tx, looping.map((m) => m.id), 'RecursiveInvocationLoop');
+      return { kind: 'again' };
+    }
     const waited = now.getTime() - oldest.visibleAt.getTime();
     if (messages.length < mapping.batchSize && waited < mapping.maxBatchingWindowMs) {
       return { kind: 'wait', ms: mapping.maxBatchingWindowMs - waited };
@@ -93,8 +96,9 @@ export async function receiveBatch(db: Db, mapping: PollableMapping, fn: Functio
       eventSourceQueue: mapping.queueName,
     }));
     const leaseMs = fn.timeoutMs + o.leaseGraceMs;
+    const chainDepth = Math.max(0, ...take.map((m) => m.chainDepth));
     const [accepted] = await acceptInvocations(tx, [
-      { fn, invocationType: 'poll', payload: { Records: records }, startedBy: o.workerId, leaseMs },
+      { fn, invocationType: 'poll', payload: { Records: records }, startedBy: o.workerId, leaseMs, ...(chainDepth ? { chainDepth } : {}) },
     ]);
     const state = accepted?.state as InvocationState;
     await markReceived(tx, {
@@ -102,10 +106,12 @@ export async function receiveBatch(db: Db, mapping: PollableMapping, fn: Functio
       mappingId: mapping.id,
       workerId: o.workerId,
       messageIds: take.map((m) => m.id),
-      visibilityTimeoutSeconds: mapping.visibilityTimeoutSeconds,
+      // at least the function's timeout, also when it was raised after the mapping was made:
+      // no other batch receives these messages while this one may still run
+      visibilityTimeoutSeconds: Math.max(mapping.visibilityTimeoutSeconds, Math.ceil(fn.timeoutMs / 1000)),
       leaseMs,
     });
-    return { kind: 'batch', batch: { mapping, fn, state, records } };
+    return { kind: 'batch', batch: { mapping, fn, state, records, chainDepth } };
   });
 }
 
@@ -115,26 +121,58 @@ export interface SettledBatch extends SettleResult {
   recorded: boolean;
 }
 
-/**
- * Records the poll invocation's outcome and settles its messages in one transaction.
- * If the invocation was already ended by the lease reaper, the messages are still
- * settled: the function did run.
- */
-export async function completeBatch(db: Db, batch: ReceivedBatch, run: AttemptOutcome): Promise<SettledBatch> {
+/** A finished batch to settle: what its run decided, and whether to record the poll invocation's outcome. */
+export interface BatchSettlement {
+  batch: ReceivedBatch;
+  decision: BatchDecision;
+  /** false once the invocation is known to have ended without us (its lease was reaped) */
+  record: boolean;
+}
+
+/** What a run decides for a batch, as the ledger can store it (db/storable.ts). */
+export function decideSettlement(batch: ReceivedBatch, run: AttemptOutcome): BatchDecision {
   const decision = decideBatch(
     batch.records.map((r) => r.messageId),
     batch.mapping.reportBatchItemFailures,
-    run,
+    storableOutcome(run),
   );
+  // an invalid response's message quotes it, and may have cut a character in half
+  return { ...decision, outcome: storableOutcome(decision.outcome) };
+}
+
+/**
+ * Records the poll invocations' outcomes (one statement) and settles their messages, in
+ * one transaction: group-committed by the poller, so that concurrent batches cost one
+ * round trip. Either a batch's outcome and its settle both happen or neither.
+ */
+export async function settleBatches(db: Db, items: readonly BatchSettlement[]): Promise<SettledBatch[]> {
+  return db.transaction().execute(async (tx) => {
+    const recording = items.filter((i) => i.record);
+    const { rejected } = await recordOutcomes(
+      tx,
+      recording.map((i) => ({ state: i.batch.state, policy: i.batch.fn, outcome: i.decision.outcome })),
+    );
+    const notRecorded = new Set(rejected.map((r) => r.invocationId));
+    const out: SettledBatch[] = [];
+    for (const i of items) {
+      const settled = await settleBatch(tx, i.batch.state.id, i.decision);
+      out.push({ ...settled, decision: i.decision, recorded: i.record && !notRecorded.has(i.batch.state.id) });
+    }
+    return out;
+  });
+}
+
+/**
+ * One batch: records the poll invocation's outcome and settles its messages. If the
+ * invocation was already ended by the lease reaper, the messages are still settled: the
+ * function did run.
+ */
+export async function completeBatch(db: Db, batch: ReceivedBatch, run: AttemptOutcome): Promise<SettledBatch> {
+  const decision = decideSettlement(batch, run);
   try {
-    return await db.transaction().execute(async (tx) => {
-      const { rejected } = await recordOutcomes(tx, [{ state: batch.state, policy: batch.fn, outcome: decision.outcome }]);
-      const settled = await settleBatch(tx, batch.state.id, decision);
-      return { ...settled, decision, recorded: rejected.length === 0 };
-    });
+    return (await settleBatches(db, [{ batch, decision, record: true }]))[0] as SettledBatch;
   } catch (e) {
     if (!(e instanceof SequenceConflict)) throw e;
-    const settled = await settleBatch(db, batch.state.id, decision);
-    return { ...settled, decision, recorded: false };
+    return (await settleBatches(db, [{ batch, decision, record: false }]))[0] as SettledBatch;
   }
 }

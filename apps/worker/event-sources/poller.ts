@@ -4,21 +4,31 @@
 // the end of a batching window, a finished batch, or a NOTIFY from a send.
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
-import { isDatabaseUnavailable } from '../../../db/errors.ts';
+import { outcomeNotStored } from '../../../db/attempts.ts';
+import { isDatabaseUnavailable, SequenceConflict } from '../../../db/errors.ts';
 import { FunctionVersionCache } from '../../../db/functions.ts';
-import { extendBatches, listPollableMappings, MESSAGES_CHANNEL, pruneExpiredBatches, type PollableMapping } from '../../../db/queues.ts';
+import { GroupCommit, OUTCOME_RETRY } from '../../../db/group-commit.ts';
+import { listenToLedger, type LedgerNotifications } from '../../../db/notifications.ts';
+import { extendBatches, listPollableMappings, pruneExpiredBatches, type PollableMapping } from '../../../db/queues/poller.ts';
+import { MESSAGES_CHANNEL } from '../../../db/queues/schemas.ts';
 import type { Db } from '../../../db/schema.ts';
 import type { Runtimes } from '../../runtimes/index.ts';
-import { extendLeases } from '../leases.ts';
-import { listenForEvents, type Listener } from '../notify.ts';
-import { completeBatch, receiveBatch, type ReceivedBatch } from './batches.ts';
+import { DEFAULT_LEASE_GRACE_MS, extendLeases } from '../../../db/queue-rows.ts';
+import { wakeOn } from '../notify.ts';
+import { decideSettlement, receiveBatch, settleBatches, type BatchSettlement, type ReceivedBatch, type SettledBatch } from './batches.ts';
+import { ROOT_CONTEXT } from '@opentelemetry/api';
+import { invocationMetrics } from '../../telemetry/metrics.ts';
+import { reportOutcome } from '../../telemetry/outcome-log.ts';
+import { attemptAttributes, failSpan, inSpan, SpanKind, tracingOn } from '../../telemetry/tracing.ts';
 
 export interface EventSourcePollerOptions {
   db: Db;
   runtimes: Runtimes;
   logger: Logger;
   workerId: string;
-  /** for LISTEN (a dedicated connection); without it the poller only polls */
+  /** the process's LISTEN connection; without it (and without databaseUrl) the poller only polls */
+  notifications?: LedgerNotifications;
+  /** for a LISTEN connection of its own when `notifications` is not given */
   databaseUrl?: string;
   registry?: Registry;
   /** how often mappings are polled when nothing wakes the poller (default 1000) */
@@ -27,6 +37,8 @@ export interface EventSourcePollerOptions {
   maxBatchesInFlight?: number;
   /** the poll invocation's lease = function timeout + this (default 30000) */
   leaseGraceMs?: number;
+  /** messages sent this deep in a chain are dead-lettered as RecursiveInvocationLoop (default 16, 0 = no limit) */
+  maxChainDepth?: number;
 }
 
 export interface EventSourcePoller {
@@ -42,10 +54,11 @@ const PRUNE_EVERY_MS = 60_000;
 export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourcePoller {
   const pollIntervalMs = o.pollIntervalMs ?? 1_000;
   const maxInFlight = o.maxBatchesInFlight ?? 16;
-  const leaseGraceMs = o.leaseGraceMs ?? 30_000;
+  const leaseGraceMs = o.leaseGraceMs ?? DEFAULT_LEASE_GRACE_MS;
   const log = o.logger.child({ component: 'event-sources' });
   const versions = new FunctionVersionCache(o.db);
   const metrics = o.registry ? makeMetrics(o.registry) : null;
+  const outcomes = o.registry ? invocationMetrics(o.registry) : null;
 
   const running = new Set<Promise<void>>();
   /** invocation id → when its batch started, for heartbeats */
@@ -54,9 +67,24 @@ export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourc
   let stopping = true;
   let loop: Promise<void> | null = null;
   let wake: (() => void) | null = null;
-  let listener: Listener | null = null;
+  let unlisten: (() => void) | null = null;
+  let own: LedgerNotifications | null = null;
   let lastPrune = 0;
   const warned = new Set<string>();
+  // the function has run: settles are retried while the database is away; if it stays
+  // away, the messages reappear after their visibility timeout and the lease reaper ends
+  // the invocation
+  const settles = new GroupCommit<BatchSettlement, SettledBatch>((items) => settleBatches(o.db, items), {
+    retry: OUTCOME_RETRY,
+    maxBatch: maxInFlight,
+    replace: (item, e) => {
+      // the invocation was ended by the lease reaper: settle the messages all the same
+      if (e instanceof SequenceConflict) return { ...item, record: false };
+      // refused on its own: the poll invocation fails with the reason, its messages return
+      const ids = item.batch.records.map((r) => r.messageId);
+      return { ...item, decision: { succeeded: [], failed: ids, outcome: outcomeNotStored(item.decision.outcome, e) } };
+    },
+  });
 
   const wakeUp = () => wake?.();
 
@@ -89,25 +117,38 @@ export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourc
 
   async function runBatch(batch: ReceivedBatch): Promise<void> {
     const { state, fn, records, mapping } = batch;
-    const run = await o.runtimes.run(fn, { invocationId: state.id, attempt: state.attempts, payload: { Records: records } });
-    // the function has run: keep trying to record it; if the database stays away, the
-    // messages reappear after their visibility timeout and the lease reaper ends the invocation
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const settled = await completeBatch(o.db, batch, run);
-        metrics?.batches.inc({ outcome: settled.decision.outcome.ok ? (settled.decision.failed.length ? 'partial' : 'succeeded') : 'failed' });
-        metrics?.messages.inc({ result: 'deleted' }, settled.deleted);
-        metrics?.messages.inc({ result: 'returned' }, settled.returned);
-        metrics?.messages.inc({ result: 'dead_lettered' }, settled.deadLettered);
-        if (!settled.recorded) log.warn({ invocationId: state.id, mappingId: mapping.id }, 'poll invocation had already ended (lease expired); messages settled anyway');
-        return;
-      } catch (e) {
-        if (attempt >= 5) {
-          log.error({ err: e, invocationId: state.id, mappingId: mapping.id }, 'could not settle a batch; its messages reappear after the visibility timeout');
-          return;
+    // a batch is a trace of its own (its messages carry no producer context yet)
+    const attributes = tracingOn()
+      ? {
+          ...attemptAttributes({ invocationId: state.id, functionName: fn.name, functionVersion: fn.version, attempt: state.attempts, trigger: 'pubsub' }),
+          'messaging.batch.message_count': records.length,
+          'messaging.destination.name': mapping.queueName,
         }
-        await sleep(200 * 2 ** attempt);
-      }
+      : {};
+    const run = await inSpan(fn.name, { kind: SpanKind.CONSUMER, parent: ROOT_CONTEXT, attributes }, async (span) => {
+      const run = await o.runtimes.run(fn, { invocationId: state.id, attempt: state.attempts, payload: { Records: records }, chainDepth: batch.chainDepth });
+      if (!run.ok) failSpan(span, run.error.errorType, run.error.errorMessage);
+      return run;
+    });
+    try {
+      const settled = await settles.submit({ batch, decision: decideSettlement(batch, run), record: true });
+      reportOutcome(log, outcomes, {
+        invocationId: state.id,
+        functionName: fn.name,
+        functionVersion: fn.version,
+        type: 'poll',
+        attempt: state.attempts,
+        status: settled.decision.outcome.ok ? 'succeeded' : 'failed',
+        durationMs: run.durationMs,
+        ...(run.ok ? {} : { errorType: run.error.errorType }),
+      });
+      metrics?.batches.inc({ outcome: settled.decision.outcome.ok ? (settled.decision.failed.length ? 'partial' : 'succeeded') : 'failed' });
+      metrics?.messages.inc({ result: 'deleted' }, settled.deleted);
+      metrics?.messages.inc({ result: 'returned' }, settled.returned);
+      metrics?.messages.inc({ result: 'dead_lettered' }, settled.deadLettered);
+      if (!settled.recorded) log.warn({ invocationId: state.id, mappingId: mapping.id }, 'poll invocation had already ended (lease expired); messages settled anyway');
+    } catch (e) {
+      log.error({ err: e, invocationId: state.id, mappingId: mapping.id }, 'could not settle a batch; its messages reappear after the visibility timeout');
     }
   }
 
@@ -130,7 +171,7 @@ export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourc
         }
         const fn = await versions.get(m.functionName, m.functionVersion);
         if (!fn) continue;
-        const r = await receiveBatch(o.db, m, fn, { workerId: o.workerId, leaseGraceMs });
+        const r = await receiveBatch(o.db, m, fn, { workerId: o.workerId, leaseGraceMs, ...(o.maxChainDepth !== undefined ? { maxChainDepth: o.maxChainDepth } : {}) });
         if (r.kind === 'batch') {
           launch(r.batch);
           again.push(m);
@@ -169,7 +210,11 @@ export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourc
     async start() {
       if (!stopping) return;
       stopping = false;
-      if (o.databaseUrl) listener = listenForEvents(o.databaseUrl, wakeUp, { logger: log, channel: MESSAGES_CHANNEL });
+      if (!o.notifications && o.databaseUrl) {
+        own = listenToLedger(o.databaseUrl, { onError: (e, retryInMs) => log.warn({ err: (e as Error).message, retryInMs }, 'LISTEN connection failed; polling meanwhile') });
+      }
+      const notifications = o.notifications ?? own;
+      if (notifications) unlisten = wakeOn(notifications, MESSAGES_CHANNEL, wakeUp);
       heartbeat = setInterval(() => void beat(), Math.max(100, Math.floor(leaseGraceMs / 3)));
       loop = run();
     },
@@ -181,8 +226,10 @@ export function createEventSourcePoller(o: EventSourcePollerOptions): EventSourc
       while (running.size > 0) await Promise.all([...running]);
       if (heartbeat) clearInterval(heartbeat);
       heartbeat = null;
-      await listener?.close();
-      listener = null;
+      unlisten?.();
+      unlisten = null;
+      await own?.close();
+      own = null;
     },
   };
 }
@@ -195,5 +242,3 @@ function makeMetrics(registry: Registry) {
     messages: counter('ledger_queue_messages_settled_total', 'Queue messages settled after a batch, by result', ['result']),
   };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

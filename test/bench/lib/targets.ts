@@ -31,6 +31,9 @@ export function evaluateTargets(ms: readonly Measurement[]): TargetResult[] {
     (a, b, e) => `${fmt(a, 0)} vs ${fmt(b, 0)} jobs/s = ${fmt(a / b)}×, ${fmt(e)} events/invocation`);
   check('drain, worker threads ≥ 0.5× graphile-worker', [thread, gw], (a, b) => a / b >= 0.5,
     (a, b) => `${fmt(a, 0)} vs ${fmt(b, 0)} jobs/s = ${fmt(a / b)}×`);
+  const defaults = find(ms, 'drain', 'invoke-ledger (inline, defaults)', 'jobs/s');
+  check('drain with no tuning variables ≥ 0.8× the tuned inline drain', [defaults, inline], (a, b) => a / b >= 0.8,
+    (a, b) => `${fmt(a, 0)} vs ${fmt(b, 0)} jobs/s = ${fmt(a / b)}×`);
   const acc = find(ms, 'accept', 'invoke-ledger (HTTP Event)', 'req/s');
   check('accept ≥ 8,000/s over HTTP', [acc], (a) => a >= 8000, (a) => `${fmt(a, 0)} req/s = ${fmt(a / 8000)}× the target`);
   const s64 = find(ms, 'sync', 'invoke-ledger (64 conn)', 'req/s');

@@ -9,10 +9,12 @@ import { createScratchDatabase, withClient } from '../lib/pg.ts';
 import { runScript, startLedger } from '../lib/proc.ts';
 import { log, type BenchScale, type Measurement } from '../lib/types.ts';
 import { drainCostWindow, describeDrainCost, type DrainCost } from '../lib/cpu.ts';
+import { databaseCostWindow, describeDatabaseCost, describeWalDetail, type DatabaseCost } from '../lib/db-cost.ts';
 
 export interface OurWorkerSettings {
-  concurrency: number;
-  claimBatchSize: number;
+  /** null: WORKER_CONCURRENCY / CLAIM_BATCH_SIZE unset, the worker's defaults */
+  concurrency: number | null;
+  claimBatchSize: number | null;
   threads: number;
 }
 
@@ -22,6 +24,8 @@ export interface OurWorkerSettings {
 // batch 1000 -> 15,165/s; threads: 64 -> 5,187/s, 512 with claim batch 1000 -> 9,756/s).
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 export const INLINE_WORKER: OurWorkerSettings = { concurrency: env('BENCH_INLINE_CONCURRENCY', 2048), claimBatchSize: env('BENCH_CLAIM_BATCH', 1000), threads: 2 };
+/** what a user who tunes nothing gets */
+export const DEFAULT_WORKER: OurWorkerSettings = { concurrency: null, claimBatchSize: null, threads: 2 };
 export const THREAD_WORKER: OurWorkerSettings = { concurrency: env('BENCH_THREAD_CONCURRENCY', 512), claimBatchSize: env('BENCH_CLAIM_BATCH', 1000), threads: 2 };
 export const GRAPHILE_CONCURRENCY = Number(process.env.BENCH_GRAPHILE_CONCURRENCY ?? 32);
 export const PGBOSS_LOOPS = Number(process.env.BENCH_PGBOSS_LOOPS ?? 4);
@@ -34,23 +38,32 @@ interface PeerDrainResult {
   cost: DrainCost;
 }
 
-/** Starts one `--role worker` process on an already filled database and waits until the queue is empty. */
+/**
+ * Starts one `--role worker` process on an already filled database and waits until the
+ * queue is empty. `extra.env` adds to the worker's environment; `extra.beforeStop` runs
+ * once the queue is empty, while the worker still runs (the seal scenario waits there
+ * for its sealer to catch up).
+ */
 export async function drainWithOurWorker(
   db: LedgerDatabase,
   jobs: number,
   settings: OurWorkerSettings,
   sincePosition = '0',
-): Promise<DrainReading & { cost?: DrainCost }> {
+  extra: { env?: Record<string, string>; beforeStop?: () => Promise<void> } = {},
+): Promise<DrainReading & { cost?: DrainCost; dbCost?: DatabaseCost | null }> {
   if (!workerAvailable()) throw new Unavailable('worker not available (apps/worker/index.ts is the placeholder)');
   if (process.env.BENCH_ANALYZE_QUEUE) {
     // diagnosis only: fresh planner statistics for the just-filled queue before the drain
     await withClient(db.url, (c) => c.query('analyze ledger.queue, ledger.invocations'));
   }
+  const dbCostWindow = await databaseCostWindow(db.url);
+  let backendSeconds: number | null = null;
   const cost = await drainCostWindow(db.url);
   const worker = await startLedger('worker', db.url, {
-    WORKER_CONCURRENCY: String(settings.concurrency),
-    CLAIM_BATCH_SIZE: String(settings.claimBatchSize),
+    ...(settings.concurrency === null ? {} : { WORKER_CONCURRENCY: String(settings.concurrency) }),
+    ...(settings.claimBatchSize === null ? {} : { CLAIM_BATCH_SIZE: String(settings.claimBatchSize) }),
     RUNTIME_THREADS: String(settings.threads),
+    ...extra.env,
   });
   let drainCost: DrainCost | undefined;
   try {
@@ -61,8 +74,11 @@ export async function drainWithOurWorker(
     // once a second costs precision nowhere and load on the server as little as possible
     for (;;) {
       await new Promise((r) => setTimeout(r, 1_000));
+      await dbCostWindow.readWal();
       if (!(await queueNotEmpty(db))) {
         drainCost = await cost(jobs, worker.proc.pid);
+        backendSeconds = await dbCostWindow.backends();
+        await extra.beforeStop?.();
         break;
       }
       const elapsed = Date.now() - started;
@@ -72,22 +88,28 @@ export async function drainWithOurWorker(
       }
       if (elapsed > limitMs) throw new Error(`drain did not finish within ${limitMs} ms:\n${worker.tail()}`);
     }
+  } catch (e) {
+    await dbCostWindow.close();
+    throw e;
   } finally {
     await worker.stop();
   }
+  const dbCost = await dbCostWindow.finish(jobs, backendSeconds);
+  if (dbCost?.walDetail) console.error(`[bench] WAL of the drain by record type and relation:\n${describeWalDetail(dbCost)}`);
   const reading = await readDrain(db, sincePosition);
   if (reading.succeeded !== jobs) throw new Error(`expected ${jobs} succeeded, the ledger has ${reading.succeeded}`);
-  return { ...reading, cost: drainCost };
+  return { ...reading, cost: drainCost, dbCost };
 }
 
-async function ours(isolation: 'inline' | 'thread', jobs: number): Promise<Measurement[]> {
-  const subject = `invoke-ledger (${isolation === 'inline' ? 'inline' : 'worker threads'})`;
-  const settings = isolation === 'inline' ? INLINE_WORKER : THREAD_WORKER;
+async function ours(isolation: 'inline' | 'thread', jobs: number, tuning: 'tuned' | 'defaults' = 'tuned'): Promise<Measurement[]> {
+  const subject = `invoke-ledger (${isolation === 'inline' ? 'inline' : 'worker threads'}${tuning === 'defaults' ? ', defaults' : ''})`;
+  const settings = tuning === 'defaults' ? DEFAULT_WORKER : isolation === 'inline' ? INLINE_WORKER : THREAD_WORKER;
   const db = await createLedgerDatabase(`drain_${isolation}`);
   try {
     await acceptMany(db, db.functions[isolation], jobs);
     const r = await drainWithOurWorker(db, jobs, settings);
-    const note = `concurrency ${settings.concurrency}, claim batch ${settings.claimBatchSize}${isolation === 'thread' ? `, ${settings.threads} threads` : ''}; ledger clock${r.cost ? `; ${describeDrainCost(r.cost)}` : ''}`;
+    const knobs = settings.concurrency === null ? 'WORKER_CONCURRENCY and CLAIM_BATCH_SIZE unset' : `concurrency ${settings.concurrency}, claim batch ${settings.claimBatchSize}`;
+    const note = `${knobs}${isolation === 'thread' ? `, ${settings.threads} threads` : ''}; ledger clock${r.cost ? `; ${describeDrainCost(r.cost)}` : ''}${r.dbCost ? `; ${describeDatabaseCost(r.dbCost)}` : ''}`;
     return [
       { scenario: 'drain', subject, metric: 'jobs/s', value: jobs / r.seconds, unit: 'jobs/s', note },
       { scenario: 'drain', subject, metric: 'events/invocation', value: r.events / r.invocations, unit: 'events' },
@@ -149,9 +171,9 @@ async function pgboss(jobs: number): Promise<Measurement[]> {
   }
 }
 
-/** BENCH_DRAIN_SUBJECTS=graphile,pgboss,inline,thread picks some (tuning runs). */
+/** BENCH_DRAIN_SUBJECTS=graphile,pgboss,inline,thread,default picks some (tuning runs). */
 export async function drainScenario(scale: BenchScale): Promise<Measurement[]> {
-  const pick = new Set((process.env.BENCH_DRAIN_SUBJECTS ?? 'graphile,pgboss,inline,thread').split(','));
+  const pick = new Set((process.env.BENCH_DRAIN_SUBJECTS ?? 'graphile,pgboss,inline,thread,default').split(','));
   const out: Measurement[] = [];
   log(`drain: ${scale.drainJobs} jobs`);
   const subjects: [string, string, () => Promise<Measurement[]>][] = [
@@ -159,6 +181,7 @@ export async function drainScenario(scale: BenchScale): Promise<Measurement[]> {
     ['pgboss', PG_BOSS, () => pgboss(scale.drainJobs)],
     ['inline', 'invoke-ledger (inline)', () => ours('inline', scale.drainJobs)],
     ['thread', 'invoke-ledger (worker threads)', () => ours('thread', scale.drainJobs)],
+    ['default', 'invoke-ledger (inline, defaults)', () => ours('inline', scale.drainJobs, 'defaults')],
   ];
   for (const [key, subject, run] of subjects) {
     if (!pick.has(key)) continue;

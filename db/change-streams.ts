@@ -1,0 +1,353 @@
+// Change streams from PostgreSQL tables (docs/streams.md, "Change streams from PostgreSQL
+// tables"), the DynamoDB Streams analogue. A mapping is a stream of the ledger's own (only
+// this mapping reads it), a stream mapping on it, and a change source: a publication of
+// the table and a logical replication slot (pgoutput). The worker appends each source
+// transaction's changes to the stream in commit order (appendChangeTransaction) and
+// confirms the slot only up to where every appended change has been processed
+// (confirmableLsn), so the stream mapping machinery does the rest.
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { z } from 'zod';
+import { LedgerError } from './errors.ts';
+import { FUNCTION_NAME, getFunction } from './functions.ts';
+import { UUID } from './invocations.ts';
+import { parse } from './queues/schemas.ts';
+import type { Db, Executor } from './schema.ts';
+import {
+  appendRecords,
+  createStream,
+  createStreamMapping,
+  deleteStreamMapping,
+  getStreamMapping,
+  requireStream,
+  type Stream,
+  type StreamMapping,
+} from './streams.ts';
+
+/** Slots and publications of change streams are named with this prefix (docs/streams.md). */
+export const CHANGE_SLOT_PREFIX = 'ledger_cs_';
+export const STREAM_VIEW_TYPES = ['KEYS_ONLY', 'NEW_IMAGE', 'OLD_IMAGE', 'NEW_AND_OLD_IMAGES'] as const;
+export type StreamViewType = (typeof STREAM_VIEW_TYPES)[number];
+export const CHANGE_EVENT_SOURCE = 'aws:dynamodb';
+export const CHANGE_STREAM_ARN_PREFIX = 'arn:aws:dynamodb:local:000000000000:table/';
+
+const TABLE = /^(?:([A-Za-z_][A-Za-z0-9_$]{0,62})\.)?([A-Za-z_][A-Za-z0-9_$]{0,62})$/;
+
+const destination = z
+  .string()
+  .max(2048)
+  .refine((d) => /^function:[A-Za-z0-9_-]{1,64}$/.test(d) || /^https?:\/\/\S+$/.test(d), 'a destination is function:<name> or an http(s) URL');
+
+export const changeStreamMappingInputSchema = z
+  .object({
+    /** `table` (schema public) or `schema.table`, unquoted identifiers */
+    table: z.string().regex(TABLE, 'table is table or schema.table (unquoted identifiers)'),
+    functionName: z.string().regex(FUNCTION_NAME, `functionName must match ${FUNCTION_NAME.source}`),
+    streamViewType: z.enum(STREAM_VIEW_TYPES).default('NEW_AND_OLD_IMAGES'),
+    shardCount: z.number().int().min(1).max(64).default(4),
+    retentionHours: z.number().int().min(1).max(8760).default(24),
+    batchSize: z.number().int().min(1).max(10_000).default(100),
+    maximumBatchingWindowInSeconds: z.number().int().min(0).max(300).default(0),
+    maximumRetryAttempts: z.number().int().min(-1).max(10_000).default(-1),
+    maximumRecordAgeInSeconds: z
+      .number()
+      .int()
+      .refine((n) => n === -1 || (n >= 60 && n <= 604_800), 'maximumRecordAgeInSeconds is -1 or 60 … 604800')
+      .default(-1),
+    bisectBatchOnFunctionError: z.boolean().default(false),
+    reportBatchItemFailures: z.boolean().default(false),
+    onFailure: destination.nullable().default(null),
+    enabled: z.boolean().default(true),
+    parallelizationFactor: z.number().int().min(1).max(10).default(1),
+  })
+  .strict();
+export type ChangeStreamMappingInput = z.input<typeof changeStreamMappingInputSchema>;
+
+export interface ChangeSource {
+  mappingId: string;
+  streamName: string;
+  schemaName: string;
+  tableName: string;
+  keyColumns: string[];
+  streamViewType: StreamViewType;
+  slotName: string;
+  publicationName: string;
+  /** every source transaction committed at or before this LSN is in the stream */
+  ingestedLsn: string;
+}
+
+export interface ChangeStreamMapping extends StreamMapping {
+  source: ChangeSource;
+}
+
+interface SourceRow {
+  mapping_id: string;
+  stream_name: string;
+  schema_name: string;
+  table_name: string;
+  key_columns: string[];
+  stream_view_type: StreamViewType;
+  slot_name: string;
+  publication_name: string;
+  ingested_lsn: string;
+}
+
+const toSource = (r: SourceRow): ChangeSource => ({
+  mappingId: r.mapping_id,
+  streamName: r.stream_name,
+  schemaName: r.schema_name,
+  tableName: r.table_name,
+  keyColumns: r.key_columns,
+  streamViewType: r.stream_view_type,
+  slotName: r.slot_name,
+  publicationName: r.publication_name,
+  ingestedLsn: r.ingested_lsn,
+});
+
+export const changeStreamArn = (s: Pick<ChangeSource, 'schemaName' | 'tableName' | 'mappingId'>) =>
+  `${CHANGE_STREAM_ARN_PREFIX}${s.schemaName}.${s.tableName}/stream/${s.mappingId}`;
+
+/** An LSN (`X/Y`) as a 64-bit integer, and back. */
+export const lsnToBigInt = (lsn: string): bigint => {
+  const [hi, lo] = lsn.split('/');
+  return (BigInt(`0x${hi ?? '0'}`) << 32n) | BigInt(`0x${lo ?? '0'}`);
+};
+export const bigIntToLsn = (n: bigint): string => `${(n >> 32n).toString(16).toUpperCase()}/${(n & 0xffffffffn).toString(16).toUpperCase()}`;
+
+/**
+ * The replica identity a view type needs: the old image of an update or a delete is sent
+ * by pgoutput only with REPLICA IDENTITY FULL; the keys of a delete come with DEFAULT (the
+ * primary key) too. Returns why the table cannot give the images, or null.
+ */
+export function whyNotReplicaIdentity(viewType: StreamViewType, identity: 'd' | 'f' | 'i' | 'n'): string | null {
+  const needsOld = viewType === 'OLD_IMAGE' || viewType === 'NEW_AND_OLD_IMAGES';
+  if (needsOld && identity !== 'f') return `${viewType} needs the old row of updates and deletes: ALTER TABLE … REPLICA IDENTITY FULL`;
+  if (identity !== 'd' && identity !== 'f') return `${viewType} needs the primary key of deleted rows: REPLICA IDENTITY DEFAULT (with a primary key) or FULL`;
+  return null;
+}
+
+/**
+ * Runs `fn` in a transaction as the login role (the application role cannot): creating a
+ * publication needs the table's owner, a slot the REPLICATION attribute, ending another
+ * session's walsender the same role (docs/streams.md says what the login role needs).
+ */
+async function asLoginRole<T>(db: Db, fn: (tx: Executor) => Promise<T>): Promise<T> {
+  return db.transaction().execute(async (tx) => {
+    await sql`set local role none`.execute(tx);
+    return fn(tx);
+  });
+}
+
+/** The table's primary key columns and replica identity, or why it cannot be a source. */
+async function describeTable(db: Executor, schema: string, table: string): Promise<{ keyColumns: string[]; identity: 'd' | 'f' | 'i' | 'n' }> {
+  const { rows } = await sql<{ relreplident: 'd' | 'f' | 'i' | 'n'; keys: string[] | null; relkind: string }>`
+    select c.relreplident, c.relkind,
+      (select array_agg(a.attname::text order by k.ord) from pg_index i
+         cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
+         join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+       where i.indrelid = c.oid and i.indisprimary) as keys
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = ${schema} and c.relname = ${table}`.execute(db);
+  const r = rows[0];
+  if (!r || r.relkind !== 'r') throw new LedgerError('InvalidParameter', `table ${schema}.${table} does not exist (or is not a plain table)`);
+  if (!r.keys || r.keys.length === 0) throw new LedgerError('InvalidParameter', `table ${schema}.${table} has no primary key: change streams need one (dynamodb.Keys, shard by key)`);
+  return { keyColumns: r.keys, identity: r.relreplident };
+}
+
+/**
+ * Creates the change stream mapping: checks the table (a primary key, a replica identity
+ * that gives the asked images), creates its publication and slot (the slot's position is
+ * where the stream starts: changes committed after creation), the stream, the stream
+ * mapping and the change source. What was made is undone when a later step fails.
+ */
+export async function createChangeStreamMapping(db: Db, input: unknown): Promise<ChangeStreamMapping> {
+  const m = parse(changeStreamMappingInputSchema, input);
+  const [, schemaPart, tablePart] = TABLE.exec(m.table) as RegExpExecArray;
+  const schema = schemaPart ?? 'public';
+  const table = tablePart as string;
+  if (!(await getFunction(db, m.functionName))) throw new LedgerError('FunctionNotFound', `Function not found: ${m.functionName}`);
+  const { keyColumns, identity } = await describeTable(db, schema, table);
+  const why = whyNotReplicaIdentity(m.streamViewType, identity);
+  if (why) throw new LedgerError('InvalidParameter', `table ${schema}.${table} has REPLICA IDENTITY ${({ d: 'DEFAULT', f: 'FULL', i: 'USING INDEX', n: 'NOTHING' } as const)[identity]}; ${why}`);
+  const { rows: level } = await sql<{ wal_level: string }>`select current_setting('wal_level') as wal_level`.execute(db);
+  if (level[0]?.wal_level !== 'logical') throw new LedgerError('InvalidParameter', `change streams need wal_level=logical on the server; it is ${level[0]?.wal_level}`);
+
+  const token = randomUUID().replaceAll('-', '');
+  const name = `${CHANGE_SLOT_PREFIX}${token}`;
+  const streamName = `pg.${schema}.${table}.${token.slice(0, 8)}`.slice(0, 128);
+  const undo: (() => Promise<unknown>)[] = [];
+  try {
+    await asLoginRole(db, (tx) => sql`create publication ${sql.id(name)} for table ${sql.id(schema, table)}`.execute(tx));
+    undo.push(() => asLoginRole(db, (tx) => sql`drop publication if exists ${sql.id(name)}`.execute(tx)));
+    // its own transaction: a logical slot cannot be created in a transaction that wrote
+    const { rows: slot } = await asLoginRole(db, (tx) => sql<{ lsn: string }>`select lsn::text from pg_create_logical_replication_slot(${name}, 'pgoutput')`.execute(tx));
+    undo.push(() => dropSlot(db, name));
+    await createStream(db, { name: streamName, shardCount: m.shardCount, retentionHours: m.retentionHours });
+    undo.push(() => sql`delete from ledger.streams where name = ${streamName}`.execute(db));
+    const mapping = await createStreamMapping(db, {
+      streamName,
+      functionName: m.functionName,
+      startingPosition: 'TRIM_HORIZON',
+      batchSize: m.batchSize,
+      maximumBatchingWindowInSeconds: m.maximumBatchingWindowInSeconds,
+      maximumRetryAttempts: m.maximumRetryAttempts,
+      maximumRecordAgeInSeconds: m.maximumRecordAgeInSeconds,
+      bisectBatchOnFunctionError: m.bisectBatchOnFunctionError,
+      reportBatchItemFailures: m.reportBatchItemFailures,
+      onFailure: m.onFailure,
+      enabled: m.enabled,
+      parallelizationFactor: m.parallelizationFactor,
+    });
+    undo.push(() => deleteStreamMapping(db, mapping.id, undefined, { changeStream: true }));
+    await db.transaction().execute(async (tx) => {
+      await sql`update ledger.stream_mappings set source_table = ${`${schema}.${table}`} where id = ${mapping.id}::uuid`.execute(tx);
+      await sql`
+        insert into ledger.change_sources (mapping_id, stream_name, schema_name, table_name, key_columns, stream_view_type, slot_name, publication_name, ingested_lsn)
+        values (${mapping.id}::uuid, ${streamName}, ${schema}, ${table}, ${keyColumns}::text[], ${m.streamViewType}, ${name}, ${name}, ${slot[0]?.lsn ?? '0/0'}::pg_lsn)`.execute(tx);
+    });
+    return (await getChangeStreamMapping(db, mapping.id)) as ChangeStreamMapping;
+  } catch (e) {
+    for (const u of undo.reverse()) await u().catch(() => {});
+    throw e;
+  }
+}
+
+export async function getChangeSource(db: Executor, mappingId: string): Promise<ChangeSource | null> {
+  if (!UUID.test(mappingId)) return null;
+  const { rows } = await sql<SourceRow>`select *, ingested_lsn::text as ingested_lsn from ledger.change_sources where mapping_id = ${mappingId}::uuid`.execute(db);
+  return rows[0] ? toSource(rows[0]) : null;
+}
+
+export async function getChangeStreamMapping(db: Executor, id: string): Promise<ChangeStreamMapping | null> {
+  const [mapping, source] = await Promise.all([getStreamMapping(db, id), getChangeSource(db, id)]);
+  return mapping && source ? { ...mapping, source } : null;
+}
+
+/** Change sources of enabled mappings (whose slots the worker reads), or of all. */
+export async function listChangeSources(db: Executor, o: { enabledOnly?: boolean } = {}): Promise<ChangeSource[]> {
+  const { rows } = await sql<SourceRow>`
+    select s.*, s.ingested_lsn::text as ingested_lsn from ledger.change_sources s join ledger.stream_mappings m on m.id = s.mapping_id
+    where (not ${o.enabledOnly ?? false} or m.enabled) order by s.created_at, s.mapping_id`.execute(db);
+  return rows.map(toSource);
+}
+
+export async function listChangeStreamMappings(db: Executor, filter: { functionName?: string | null; table?: string | null } = {}): Promise<ChangeStreamMapping[]> {
+  const sources = await listChangeSources(db);
+  const out: ChangeStreamMapping[] = [];
+  for (const source of sources) {
+    if (filter.table && filter.table !== `${source.schemaName}.${source.tableName}` && filter.table !== source.tableName) continue;
+    const mapping = await getStreamMapping(db, source.mappingId);
+    if (mapping && (!filter.functionName || mapping.functionName === filter.functionName)) out.push({ ...mapping, source });
+  }
+  return out;
+}
+
+/** Drops a slot, ending the walsender that reads it first (a worker's connection). */
+async function dropSlot(db: Db, slot: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    await asLoginRole(db, (tx) => sql`select pg_terminate_backend(active_pid) from pg_replication_slots where slot_name = ${slot} and active_pid is not null`.execute(tx));
+    try {
+      await asLoginRole(db, (tx) => sql`select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = ${slot}`.execute(tx));
+      return;
+    } catch (e) {
+      // the worker reconnected between the two statements: end it again
+      if (attempt >= 20) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/**
+ * Deletes the mapping with its slot, publication and stream: a forgotten slot would hold
+ * the server's WAL forever. The mapping row goes first, so no worker reconnects to the slot.
+ */
+export async function deleteChangeStreamMapping(db: Db, id: string): Promise<ChangeStreamMapping> {
+  const found = await getChangeStreamMapping(db, id);
+  if (!found) throw new LedgerError('EventSourceMappingNotFound', `Event source mapping not found: ${id}`);
+  await deleteStreamMapping(db, id, undefined, { changeStream: true });
+  await dropSlot(db, found.source.slotName);
+  await asLoginRole(db, (tx) => sql`drop publication if exists ${sql.id(found.source.publicationName)}`.execute(tx));
+  await sql`delete from ledger.streams where name = ${found.source.streamName}`.execute(db);
+  return found;
+}
+
+export interface ChangeRecord {
+  /** the JSON of the key attributes: the partition key (shard and lane by its MD5) */
+  partitionKey: string;
+  /** the DynamoDB Streams-shaped record, as delivered */
+  record: unknown;
+}
+
+/**
+ * Appends one source transaction's changes to the mapping's stream, in their order, and
+ * marks the transaction ingested, in one transaction. A transaction at or before the
+ * ingested LSN (sent again by the slot after a restart) is skipped. Returns whether it
+ * was appended.
+ */
+export async function appendChangeTransaction(db: Db, source: ChangeSource, commitLsn: string, changes: readonly ChangeRecord[]): Promise<boolean> {
+  return db.transaction().execute(async (tx) => {
+    const { rows } = await sql<{ done: boolean }>`
+      select ingested_lsn >= ${commitLsn}::pg_lsn as done from ledger.change_sources where mapping_id = ${source.mappingId}::uuid for update`.execute(tx);
+    if (!rows[0] || rows[0].done) return false;
+    if (changes.length > 0) {
+      const stream: Pick<Stream, 'name' | 'shards'> = await requireStream(tx, source.streamName);
+      const parsed = changes.map((c) => ({ key: c.partitionKey, data: Buffer.from(JSON.stringify(c.record), 'utf8') }));
+      await appendRecords(tx, stream, parsed, commitLsn);
+    }
+    await sql`update ledger.change_sources set ingested_lsn = ${commitLsn}::pg_lsn where mapping_id = ${source.mappingId}::uuid`.execute(tx);
+    return true;
+  });
+}
+
+/**
+ * How far the slot may be confirmed: just before the commit LSN of the oldest change whose
+ * batch has not settled (the checkpoint of its shard and lane is before it), or, when all
+ * appended changes are done, the ingested LSN. The slot sends again every transaction that
+ * commits after the confirmed position.
+ */
+export async function confirmableLsn(db: Executor, source: ChangeSource): Promise<string> {
+  const { rows } = await sql<{ pending: string | null; ingested: string }>`
+    select (select min(r.source_lsn)::text from ledger.stream_checkpoints c
+              join ledger.stream_mappings m on m.id = c.mapping_id
+              join ledger.stream_records r on r.stream_name = c.stream_name and r.shard_id = c.shard_id and r.sequence_number > c.sequence_number
+            where c.mapping_id = ${source.mappingId}::uuid
+              and (m.parallelization_factor = 1 or ledger.stream_lane(r.partition_key, m.parallelization_factor) = c.lane)) as pending,
+      (select ingested_lsn::text from ledger.change_sources where mapping_id = ${source.mappingId}::uuid) as ingested`.execute(db);
+  const r = rows[0];
+  if (!r || r.ingested === null) return '0/0';
+  if (r.pending === null) return r.ingested;
+  return bigIntToLsn(lsnToBigInt(r.pending) - 1n);
+}
+
+export interface SlotState {
+  slotName: string;
+  /** the mapping the slot belongs to; null: an orphaned slot (our prefix, no mapping) */
+  mappingId: string | null;
+  active: boolean;
+  /** bytes of WAL written since the slot's confirmed position */
+  lagBytes: number;
+  /** bytes of WAL the server keeps for the slot (since its restart position) */
+  retainedBytes: number;
+}
+
+/** Every logical slot named with our prefix on the server, with its lag and retained WAL. */
+export async function listChangeSlots(db: Executor): Promise<SlotState[]> {
+  const { rows } = await sql<{ slot_name: string; mapping_id: string | null; active: boolean; lag: string | null; retained: string | null }>`
+    select s.slot_name, c.mapping_id, s.active,
+      pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::text as lag,
+      pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::text as retained
+    from pg_replication_slots s left join ledger.change_sources c on c.slot_name = s.slot_name
+    where s.slot_name like ${`${CHANGE_SLOT_PREFIX}%`} and s.database = current_database()
+    order by s.slot_name`.execute(db);
+  return rows.map((r) => ({ slotName: r.slot_name, mappingId: r.mapping_id, active: r.active, lagBytes: Number(r.lag ?? 0), retainedBytes: Number(r.retained ?? 0) }));
+}
+
+/** The verify check: slots and publications named by our prefix that no mapping owns. */
+export async function findOrphanedChangeSlots(db: Executor): Promise<{ slots: string[]; publications: string[] }> {
+  const slots = (await listChangeSlots(db)).filter((s) => s.mappingId === null).map((s) => s.slotName);
+  const { rows } = await sql<{ pubname: string }>`
+    select p.pubname from pg_publication p left join ledger.change_sources c on c.publication_name = p.pubname
+    where p.pubname like ${`${CHANGE_SLOT_PREFIX}%`} and c.mapping_id is null order by p.pubname`.execute(db);
+  return { slots, publications: rows.map((r) => r.pubname) };
+}
+
