@@ -48,17 +48,26 @@ export function listenToLedger(databaseUrl: string, o: NotificationOptions = {})
     }
   };
 
+  // one statement at a time on the connection: pg deprecates queueing a query behind a
+  // running one (pg 9 removes it), and LISTEN then UNLISTEN must reach the server in order
+  let pending: Promise<unknown> = Promise.resolve();
+  const send = (c: pg.Client, sql: string): Promise<unknown> => {
+    const sent = pending.then(() => c.query(sql));
+    pending = sent.catch(() => {});
+    return sent;
+  };
+
   /** LISTEN / UNLISTEN to match the channels that have handlers. */
   const sync = (c: pg.Client) => {
     for (const ch of handlers.keys()) {
       if (listening.has(ch)) continue;
       listening.add(ch);
-      c.query(`listen "${ch}"`).catch(() => listening.delete(ch));
+      send(c, `listen "${ch}"`).catch(() => listening.delete(ch));
     }
     for (const ch of [...listening]) {
       if (handlers.has(ch)) continue;
       listening.delete(ch);
-      c.query(`unlisten "${ch}"`).catch(() => {});
+      send(c, `unlisten "${ch}"`).catch(() => {});
     }
   };
 
@@ -102,6 +111,7 @@ export function listenToLedger(databaseUrl: string, o: NotificationOptions = {})
         return;
       }
       client = conn;
+      pending = Promise.resolve();
       backoff = 100;
       sync(conn); // channels added while connecting
       for (const ch of wanted) deliver(ch, null);

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordOutcomes } from '../../db/attempts.ts';
 import { acceptInvocations } from '../../db/invocations.ts';
+import { connectClient } from '../../db/connection.ts';
 import { listenToLedger } from '../../db/notifications.ts';
 import { EVENTS_CHANNEL, WORK_CHANNEL } from '../../db/writer.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
@@ -89,6 +90,44 @@ describe('notifications', () => {
     await acceptInvocations(t.db, [{ fn: f, invocationType: 'async', payload: 2 }]);
     await waitFor('async notified', async () => got.length >= 3);
     expect(got.slice(1).sort()).toEqual(['events', 'work']);
+    await l.close();
+  });
+
+  it('sends one statement at a time on its connection, however fast handlers come and go', async () => {
+    // pg queues a query sent while another runs, a use it deprecates and pg 9 removes;
+    // this counts the statements in flight on the real LISTEN connection
+    let inFlight = 0;
+    let most = 0;
+    const l = listenToLedger(t.ownerUrl, {
+      connect: async () => {
+        const c = await connectClient(t.ownerUrl);
+        const query = c.query.bind(c) as (sql: string) => Promise<unknown>;
+        (c as unknown as { query: (sql: string) => Promise<unknown> }).query = async (sql: string) => {
+          most = Math.max(most, ++inFlight);
+          try {
+            return await query(sql);
+          } finally {
+            inFlight--;
+          }
+        };
+        return c;
+      },
+    });
+    const offs = [l.on('concurrent_a', () => {})];
+    await waitFor('listener', async () => l.connected);
+    // channels added and dropped in one tick: each one a LISTEN or an UNLISTEN
+    for (const ch of ['concurrent_b', 'concurrent_c', 'concurrent_d']) offs.push(l.on(ch, () => {}));
+    offs.pop()?.();
+    offs.pop()?.();
+    const got: string[] = [];
+    offs.push(l.on(WORK_CHANNEL, (p) => p !== null && got.push(p)));
+    const f = await fn(t.db, 'notify-serial', 'echo.ts');
+    await waitFor('listening on the work channel', async () => {
+      await acceptInvocations(t.db, [{ fn: f, invocationType: 'async', payload: 1 }]);
+      return got.length > 0;
+    });
+    expect(most).toBe(1);
+    for (const off of offs) off();
     await l.close();
   });
 
