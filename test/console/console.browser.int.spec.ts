@@ -18,6 +18,7 @@ import { createApiKey, type CreatedApiKey } from '../../db/keys.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { freePort } from '../helpers/pg-admin.ts';
 import { endProcess, spawnService, type ServiceProcess } from '../helpers/processes.ts';
+import { watch, until, graphqlData } from './browser.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -34,61 +35,19 @@ let flagDir: string;
 let fixedFlag: string;
 
 /** What went wrong on a page: console errors, page errors, failed or refused requests, other origins. */
-interface Problems {
-  errors: string[];
-  failed: string[];
-  foreign: string[];
-}
-
-function watch(page: Page): Problems {
-  const p: Problems = { errors: [], failed: [], foreign: [] };
-  page.on('console', (m) => {
-    if (m.type() === 'error') p.errors.push(`${page.url()}: console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => p.errors.push(`${page.url()}: ${e.message}`));
-  page.on('requestfailed', (r) => {
-    // the live stream is cut by the browser when the page is left (net::ERR_ABORTED): not a failure
-    if (r.url().includes('/console/live') && r.failure()?.errorText === 'net::ERR_ABORTED') return;
-    p.failed.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`);
-  });
-  page.on('response', (r) => {
-    if (r.status() >= 400) p.failed.push(`${r.request().method()} ${r.url()}: HTTP ${r.status()}`);
-  });
-  page.on('request', (r) => {
-    const url = r.url();
-    if (!url.startsWith(base) && !url.startsWith('data:') && !url.startsWith('blob:')) p.foreign.push(url);
-  });
-  return p;
-}
-
-async function api<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
-  const res = await fetch(`${base}/graphql`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data: T; errors?: unknown[] };
-  if (body.errors) throw new Error(JSON.stringify(body.errors));
-  return body.data;
-}
 
 async function statusOf(id: string): Promise<string> {
   return (await api<{ invocation: { status: string } }>('query($id: ID!) { invocation(id: $id) { status } }', { id })).invocation.status;
 }
 
 /** Waits for a state the worker reaches by itself, reading it through the API. */
-async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
 let chargeId: string;
 let shipId: string;
+
+const api = <T>(query: string, variables?: Record<string, unknown>) => graphqlData<T>(base, key.token, query, variables);
 
 beforeAll(async () => {
   mkdirSync(SHOTS, { recursive: true });
@@ -134,7 +93,7 @@ afterAll(async () => {
 describe('the console in Chromium', () => {
   it('sign in, find the failed invocation by error type, read its logs, redrive it and watch it succeed live', async () => {
     const page = await context.newPage();
-    const problems = watch(page);
+    const problems = watch(page, base);
 
     // a browser at / lands on the sign-in page
     await page.goto(`${base}/`);
@@ -181,7 +140,7 @@ describe('the console in Chromium', () => {
     // fix the bug, then redrive from the dead letters page (another tab)
     writeFileSync(fixedFlag, 'fixed');
     const dl = await context.newPage();
-    const dlProblems = watch(dl);
+    const dlProblems = watch(dl, base);
     await dl.goto(`${base}/console/dead-letters`);
     await dl.getByRole('link', { name: /dead letters of charge with PaymentDeclined/ }).click();
     await dl.waitForURL(/error=PaymentDeclined/);
@@ -218,7 +177,7 @@ describe('the console in Chromium', () => {
 
   it('every page renders with no console errors, no failed requests and nothing from another origin', async () => {
     const page = await context.newPage();
-    const problems = watch(page);
+    const problems = watch(page, base);
     const pages: [string, string, (p: Page) => Promise<void>][] = [
       ['07-overview-hour', '/console/', (p) => p.waitForSelector('#charts .uplot').then(() => undefined)],
       ['08-overview-day', '/console/?range=day', (p) => p.waitForSelector('#charts .uplot').then(() => undefined)],
@@ -269,7 +228,7 @@ describe('the console in Chromium', () => {
     const cookies = await context.cookies();
     await phone.addCookies(cookies);
     const small = await phone.newPage();
-    const smallProblems = watch(small);
+    const smallProblems = watch(small, base);
     for (const [name, url] of [
       ['16-phone-invocation', `/console/invocations/${chargeId}`],
       ['17-phone-dead-letters', '/console/dead-letters'],
@@ -291,7 +250,7 @@ describe('the console in Chromium', () => {
   it('a key with only audit sees no actions; GraphiQL in the console runs on the session key, at /graphql it offers a header template', async () => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await ctx.newPage();
-    const problems = watch(page);
+    const problems = watch(page, base);
     await page.goto(`${base}/console/dead-letters`);
     await page.getByLabel('API key').fill(auditOnly.token);
     await page.getByRole('button', { name: 'Sign in' }).click();
@@ -305,7 +264,7 @@ describe('the console in Chromium', () => {
     // GraphiQL from the console (signed in with every scope): no header to paste, the
     // default invoke runs with the session's key
     const full = await context.newPage();
-    const fullProblems = watch(full);
+    const fullProblems = watch(full, base);
     await full.goto(`${base}/console/`);
     await full.getByRole('link', { name: 'GraphQL' }).click();
     await full.waitForSelector('.graphiql-execute-button', { timeout: 60_000 });

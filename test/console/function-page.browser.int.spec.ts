@@ -24,6 +24,7 @@ import { createApiKey, type CreatedApiKey } from '../../db/keys.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { freePort } from '../helpers/pg-admin.ts';
 import { endProcess, spawnService, type ServiceProcess } from '../helpers/processes.ts';
+import { watch, until, graphqlData } from './browser.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -42,49 +43,11 @@ const RELEASE_1 = 'first <script>window.pwned = 1</script> release';
 const ALIAS_NOTE = 'canary <img src=x onerror="window.pwned = 2">';
 const SCHEDULE_NOTE = '<b onmouseover="window.pwned = 3">nightly</b> greeting';
 
-interface Problems {
-  errors: string[];
-  failed: string[];
-}
-
-function watch(page: Page): Problems {
-  const p: Problems = { errors: [], failed: [] };
-  page.on('console', (m) => {
-    if (m.type() === 'error') p.errors.push(`${page.url()}: console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => p.errors.push(`${page.url()}: ${e.message}`));
-  page.on('requestfailed', (r) => {
-    if (r.url().includes('/console/live') && r.failure()?.errorText === 'net::ERR_ABORTED') return;
-    p.failed.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`);
-  });
-  page.on('response', (r) => {
-    if (r.status() >= 400) p.failed.push(`${r.request().method()} ${r.url()}: HTTP ${r.status()}`);
-  });
-  return p;
-}
-
-async function api<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
-  const res = await fetch(`${base}/graphql`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data: T; errors?: unknown[] };
-  if (body.errors) throw new Error(JSON.stringify(body.errors));
-  return body.data;
-}
-
-async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
 let pausedIds: string[];
+
+const api = <T>(query: string, variables?: Record<string, unknown>) => graphqlData<T>(base, key.token, query, variables);
 
 beforeAll(async () => {
   mkdirSync(SHOTS, { recursive: true });
@@ -154,7 +117,7 @@ afterAll(async () => {
 describe('a function in the console, in Chromium', () => {
   it('shows versions with their code hashes and publish descriptions, the alias weights, the schedule and the change history', async () => {
     const page = await context.newPage();
-    const problems = watch(page);
+    const problems = watch(page, base);
     await page.goto(`${base}/console/functions/greeter`);
     await expect(page.locator('h1').innerText()).resolves.toBe('Function greeter');
 
@@ -222,13 +185,13 @@ describe('a function in the console, in Chromium', () => {
     expect(listed).toContain(SCHEDULE_NOTE);
     await expect(page.locator('main b').count()).resolves.toBe(0);
     await shot(page, '24-schedules');
-    expect(problems).toEqual({ errors: [], failed: [] });
+    expect(problems).toEqual({ errors: [], failed: [], foreign: [] });
     await page.close();
   }, 120_000);
 
   it('the overview charts the throttles of every process (429s, held back, ZeroReservedConcurrency), per function, and dead letters by reason', async () => {
     const page = await context.newPage();
-    const problems = watch(page);
+    const problems = watch(page, base);
     await page.goto(`${base}/console/`);
     await page.waitForSelector('#charts figure[data-chart="throttles"] .uplot');
     const read = async (id: string) =>
@@ -258,7 +221,7 @@ describe('a function in the console, in Chromium', () => {
     await page.waitForSelector('#charts figure[data-chart="throttles"] .uplot');
     expect((await read('throttles')).series.map((s) => [s.label, sum(s.values)])).toEqual([['greeter', 0]]);
 
-    expect(problems).toEqual({ errors: [], failed: [] });
+    expect(problems).toEqual({ errors: [], failed: [], foreign: [] });
     await page.close();
   }, 120_000);
 
@@ -268,7 +231,7 @@ describe('a function in the console, in Chromium', () => {
     expect([200, 201]).toContain(signed.status);
     const id = pausedIds[0] as string;
     const page = await context.newPage();
-    const problems = watch(page);
+    const problems = watch(page, base);
     await page.goto(`${base}/console/invocations/${id}`);
     await page.getByRole('link', { name: 'Its inclusion proof' }).click();
     await page.waitForURL(`${base}/console/invocations/${id}/proof`);
@@ -276,7 +239,7 @@ describe('a function in the console, in Chromium', () => {
     await expect(page.locator('#proof-verdict').innerText()).resolves.toMatch(/Every one of its 2 sealed events is in the signed tree/);
     await expect(page.locator('tbody tr').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).innerText.split('\t').at(-1)?.trim()))).resolves.toEqual(['holds', 'holds']);
     await shot(page, '23-inclusion-proof');
-    expect(problems).toEqual({ errors: [], failed: [] });
+    expect(problems).toEqual({ errors: [], failed: [], foreign: [] });
     await page.close();
 
     // the check is the console's own: an event changed after sealing no longer holds

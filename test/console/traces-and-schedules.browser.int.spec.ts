@@ -20,6 +20,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { freePort } from '../helpers/pg-admin.ts';
 import { endProcess, spawnService, type ServiceProcess } from '../helpers/processes.ts';
+import { watch, until, graphql } from './browser.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -31,40 +32,6 @@ let receiver: OtlpReceiver;
 let server: ServiceProcess | undefined;
 let base: string;
 let browser: Browser;
-
-interface Problems {
-  errors: string[];
-  failed: string[];
-}
-
-function watch(page: Page): Problems {
-  const p: Problems = { errors: [], failed: [] };
-  page.on('console', (m) => {
-    if (m.type() === 'error') p.errors.push(`${page.url()}: console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => p.errors.push(`${page.url()}: ${e.message}`));
-  page.on('requestfailed', (r) => {
-    if (r.url().includes('/console/live') && r.failure()?.errorText === 'net::ERR_ABORTED') return;
-    p.failed.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`);
-  });
-  page.on('response', (r) => {
-    if (r.status() >= 400) p.failed.push(`${r.request().method()} ${r.url()}: HTTP ${r.status()}`);
-  });
-  return p;
-}
-
-async function gql<T>(query: string, variables: Record<string, unknown> = {}): Promise<{ data: T | null; errors?: { message: string }[] }> {
-  const res = await fetch(`${base}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
-  return (await res.json()) as { data: T | null; errors?: { message: string }[] };
-}
-
-async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
@@ -81,6 +48,8 @@ async function invokeAsync(traceparent?: string): Promise<string> {
 async function succeeded(id: string): Promise<void> {
   await until(`${id} to succeed`, async () => (await gql<{ invocation: { status: string } }>('query($id: ID!) { invocation(id: $id) { status } }', { id })).data?.invocation.status === 'SUCCEEDED');
 }
+
+const gql = <T>(query: string, variables?: Record<string, unknown>) => graphql<T>(base, undefined, query, variables);
 
 beforeAll(async () => {
   mkdirSync(SHOTS, { recursive: true });
@@ -141,7 +110,7 @@ describe('trace ids in the console (tracing on), in Chromium', () => {
 
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();
-    const problems = watch(page);
+    const problems = watch(page, base);
     await page.goto(`${base}/console/invocations`);
     await page.getByLabel('Trace id').fill(traceId);
     await page.getByRole('button', { name: 'Search' }).click();
@@ -162,7 +131,7 @@ describe('trace ids in the console (tracing on), in Chromium', () => {
     await expect(page.locator('.flash-error').innerText()).resolves.toContain('“<b>x</b>” is not a trace id');
     await expect(page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).resolves.toBeUndefined();
 
-    expect(problems).toEqual({ errors: [], failed: [] });
+    expect(problems).toEqual({ errors: [], failed: [], foreign: [] });
     await context.close();
   }, 120_000);
 
@@ -180,7 +149,7 @@ describe('trace ids in the console (tracing on), in Chromium', () => {
 
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();
-    const problems = watch(page);
+    const problems = watch(page, base);
     await page.goto(`${base}/console/schedules`);
     const row = page.locator('tr[data-schedule="default/hourly-echo"]');
     await expect(row.locator('td').nth(3).innerText()).resolves.toBe('enabled');
@@ -210,7 +179,7 @@ describe('trace ids in the console (tracing on), in Chromium', () => {
     await expect(row.locator('td').nth(3).innerText()).resolves.toBe('enabled');
     const [, , enabled] = await changes();
     expect(enabled?.data.after).toEqual(disabled?.data.before);
-    expect(problems).toEqual({ errors: [], failed: [] });
+    expect(problems).toEqual({ errors: [], failed: [], foreign: [] });
     await context.close();
   }, 120_000);
 
@@ -240,7 +209,7 @@ describe('trace ids in the console (tracing on), in Chromium', () => {
 
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();
-    const problems = watch(page);
+    const problems = watch(page, base);
     await page.goto(`${base}/console/queues`);
     const section = page.locator('#stream-orders');
     await expect(section.locator('h2').innerText()).resolves.toBe('Stream orders');
@@ -259,7 +228,7 @@ describe('trace ids in the console (tracing on), in Chromium', () => {
     await page.goto(`${base}/console/`);
     await expect(page.locator(`#now tr[data-stream-mapping="${setup.data?.paused.id}"]`).innerText()).resolves.toMatch(/^stream orders → echo\s+disabled\s+12\s/);
     await expect(page.locator(`#now tr[data-stream-mapping="${setup.data?.live.id}"]`).innerText()).resolves.toMatch(/^stream orders → echo\s+enabled\s+0\s/);
-    expect(problems).toEqual({ errors: [], failed: [] });
+    expect(problems).toEqual({ errors: [], failed: [], foreign: [] });
     await context.close();
   }, 120_000);
 
@@ -271,7 +240,7 @@ describe('trace ids in the console (tracing on), in Chromium', () => {
 
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
     const small = await phone.newPage();
-    const problems = watch(small);
+    const problems = watch(small, base);
     for (const [name, url] of [
       ['32-phone-function', '/console/functions/echo'],
       ['33-phone-schedules', '/console/schedules'],
@@ -285,7 +254,7 @@ describe('trace ids in the console (tracing on), in Chromium', () => {
       expect(overflow, url).toBeLessThanOrEqual(1);
       await shot(small, name);
     }
-    expect(problems).toEqual({ errors: [], failed: [] });
+    expect(problems).toEqual({ errors: [], failed: [], foreign: [] });
     await phone.close();
   }, 120_000);
 });
