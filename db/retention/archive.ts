@@ -8,8 +8,8 @@
 // - drop checks the file offline, then, holding the partition locked, renders the
 //   partition's events again and requires the very same content hash; only then removes
 //   the projections of those invocations, detaches and drops the partition, and records it;
-// - restore loads an archive into a table of its own (schema ledger_archive), outside the
-//   ledger, and reads it back to the same content hash.
+// - restore loads an archive into a detached partition of ledger.events (schema
+//   ledger_archive), outside the ledger, and reads it back to the same content hash.
 //
 // These run as the owner role (DDL on ledger.events): the application role cannot drop history.
 import { createHash } from 'node:crypto';
@@ -332,8 +332,10 @@ export interface RestoreResult {
 }
 
 /**
- * Loads an archive into ledger_archive.<partition> (a table outside the ledger) and reads
- * it back to the archive's content hash and leaf root. Each batch commits on its own: a
+ * Loads an archive into ledger_archive.<partition>, a detached partition of ledger.events
+ * (same columns, defaults, constraints and indexes, its bound as a CHECK constraint,
+ * UPDATE, DELETE and TRUNCATE refused) kept outside the ledger, and reads it back to the
+ * archive's content hash and leaf root. Each batch commits on its own: a
  * long transaction with an xid would hold back the sealer of every database on the server
  * (its xmin rule). A restore that fails drops its table.
  */
@@ -341,6 +343,8 @@ export async function restoreArchive(db: Db, o: { manifestPath: string; by: stri
   const check = await verifyArchiveFile(o.manifestPath);
   if (!check.ok) throw new ArchiveRefused(`the archive does not verify; nothing restored:\n  ${check.problems.join('\n  ')}`);
   const m = check.manifest;
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+  if (!uuid.test(m.rangeFrom) || !uuid.test(m.rangeTo)) throw new ArchiveRefused(`the manifest's range [${m.rangeFrom}, ${m.rangeTo}) is not a range of ids`);
   const name = o.table ?? m.partition;
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new ArchiveRefused(`${name} is not a plain table name`);
   const table = `${RESTORE_SCHEMA}.${name}`;
@@ -348,8 +352,21 @@ export async function restoreArchive(db: Db, o: { manifestPath: string; by: stri
     await sql`create schema if not exists ${sql.id(RESTORE_SCHEMA)}`.execute(tx);
     const { rows: exists } = await sql<{ t: string | null }>`select to_regclass(${table})::text as t`.execute(tx);
     if (exists[0]?.t) throw new ArchiveRefused(`${table} exists already: restore into another table (--table)`);
-    await sql`create table ${sql.table(table)} (like ledger.events including defaults including constraints)`.execute(tx);
-    await sql`alter table ${sql.table(table)} add primary key (position), add unique (invocation_id, seq)`.execute(tx);
+    // a detached partition of ledger.events: its columns, defaults, CHECK constraints (by
+    // name) and every index (the primary key and unique constraint as constraints), made
+    // from the parent as it is now, so `alter table ledger.events attach partition` finds
+    // all of them and builds nothing
+    await sql`create table ${sql.table(table)} (like ledger.events including defaults including constraints including indexes)`.execute(tx);
+    // the partition bound as a CHECK constraint: an attach finds it implied and skips the
+    // scan of the table; loading checks every event against the bound on the way in
+    await sql`
+      alter table ${sql.table(table)} add constraint partition_bound
+        check (invocation_id >= ${sql.lit(m.rangeFrom)}::uuid and invocation_id < ${sql.lit(m.rangeTo)}::uuid)`.execute(tx);
+    // read-only like every partition (ledger.guard_event_partition): only INSERT, by this load
+    for (const [trigger, event] of [['events_no_update', 'update'], ['events_no_delete', 'delete'], ['events_no_truncate', 'truncate']] as const) {
+      await sql`create trigger ${sql.id(trigger)} before ${sql.raw(event)} on ${sql.table(table)}
+                for each statement execute function ledger.refuse_mutation()`.execute(tx);
+    }
   });
   try {
     let batch: string[] = [];

@@ -8,6 +8,8 @@
 //   4. detach the history's partitions (as `archive drop` does before it drops them), drain
 //      J again; attach them again and drain J once more (a bracket against drift of the
 //      machine's load).
+// The same drain and timeline on the unpartitioned layout, side by side in one run:
+// test/bench/retention-layouts.ts.
 // Prints a markdown table and writes test/bench/results/retention-drain.json.
 //   npx tsx test/bench/retention-drain.ts [--events 1000000] [--small 100000] [--jobs 20000] [--keep]
 import { mkdirSync, writeFileSync } from 'node:fs';

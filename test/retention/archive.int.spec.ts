@@ -204,6 +204,52 @@ describe('restore', () => {
     // the ledger itself is unchanged by a restore
     expect(await verifyLedger(t.db)).toEqual([]);
   });
+
+  it('is a detached partition of ledger.events: read-only, and attachable without a scan or a new index', async () => {
+    const table = `ledger_archive.${OLD_PARTITION}`;
+    const { rows: rel } = await owner.query(`select relispartition, relkind::text from pg_class where oid = $1::regclass`, [table]);
+    expect(rel).toEqual([{ relispartition: false, relkind: 'r' }]);
+    // read-only for investigation, as every partition, whoever asks (the owner too)
+    await expect(owner.query(`update ${table} set seq = seq`)).rejects.toThrow(/append-only/);
+    await expect(owner.query(`delete from ${table}`)).rejects.toThrow(/append-only/);
+    await expect(owner.query(`truncate ${table}`)).rejects.toThrow(/append-only/);
+    // outside the bound: refused by its CHECK constraint
+    await expect(owner.query(`insert into ${table} (position, invocation_id, seq, type) values (-1, $1, 1, 'accepted')`, [exported.manifest.rangeTo]))
+      .rejects.toThrow(/partition_bound/);
+
+    const indexes = async () =>
+      (await owner.query<{ n: number }>(`select count(*)::int as n from pg_index where indrelid = $1::regclass`, [table])).rows[0]!.n;
+    const indexesBefore = await indexes();
+    const { rows: parentIndexes } = await owner.query<{ n: number }>(`select count(*)::int as n from pg_index where indrelid = 'ledger.events'::regclass`);
+    expect(indexesBefore).toBe(parentIndexes[0]!.n);
+    const notices: string[] = [];
+    const onNotice = (n: { message?: string }) => notices.push(n.message ?? '');
+    owner.on('notice', onNotice);
+    await owner.query('begin');
+    try {
+      await owner.query('set local client_min_messages = debug1');
+      const { rangeFrom, rangeTo } = exported.manifest;
+      await owner.query(`alter table ledger.events attach partition ${table} for values from ('${rangeFrom}') to ('${rangeTo}')`);
+      await owner.query('set local client_min_messages = notice');
+      // PostgreSQL proved the bound from the CHECK constraint instead of reading the table
+      expect(notices).toContain(`partition constraint for table "${OLD_PARTITION}" is implied by existing constraints`);
+      // every index of the parent found its match: none built, each attached to the parent's
+      expect(await indexes()).toBe(indexesBefore);
+      const { rows: adopted } = await owner.query<{ n: number }>(
+        `select count(*)::int as n from pg_index x join pg_inherits i on i.inhrelid = x.indexrelid
+         where x.indrelid = $1::regclass and i.inhparent in (select indexrelid from pg_index where indrelid = 'ledger.events'::regclass)`, [table]);
+      expect(adopted[0]!.n).toBe(indexesBefore);
+      // and the ledger, read through the parent, has the month back, event for event
+      expect(await eventsDigest(owner, 'ledger.events', `invocation_id >= '${rangeFrom}' and invocation_id < '${rangeTo}'`)).toEqual(before);
+    } finally {
+      await owner.query('rollback');
+      owner.off('notice', onNotice);
+    }
+    // rolled back: still outside the ledger, as restored
+    expect((await owner.query(`select relispartition from pg_class where oid = $1::regclass`, [table])).rows[0].relispartition).toBe(false);
+    expect(await eventsDigest(owner, table)).toEqual(before);
+    expect(await verifyLedger(t.db)).toEqual([]);
+  });
 });
 
 describe('verify', () => {

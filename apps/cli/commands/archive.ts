@@ -56,7 +56,7 @@ const register: RegisterCommand = (program, { io, run }) => {
     );
   archive
     .command('restore')
-    .description('load an archive into ledger_archive.<partition>, a table outside the ledger, for investigation')
+    .description('load an archive into ledger_archive.<partition>, a detached partition of ledger.events kept outside the ledger, read-only, for investigation')
     .argument('<manifest>', 'the manifest export wrote')
     .option('--table <name>', 'the table in schema ledger_archive (default: the partition name)')
     .option('--by <name>', 'who restores (recorded in ledger.archive_log; default: the database user)')
