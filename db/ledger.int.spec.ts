@@ -208,3 +208,28 @@ describe('rebuild-projections', () => {
     expect(await verifyLedger(t.db)).toEqual([]);
   });
 });
+
+describe("one invocation's timeline", () => {
+  it('reads only the partition that holds the invocation: a plan pruned by its id', async () => {
+    // one connection, so the statement the app sends is the one explained below
+    const one = t.open({ max: 1 });
+    try {
+      const [accepted] = await acceptInvocations(one.db, [{ fn, invocationType: 'async', payload: { timeline: 1 } }]);
+      const id = accepted!.invocationId;
+      expect((await getInvocation(one.db, id))!.events.map((e) => e.type)).toEqual(['accepted']);
+      // the statement as prepared on that connection: a generic plan that must prune by the id
+      const { rows } = await sql<{ name: string }>`
+        select name from pg_prepared_statements where statement ilike '%from ledger.events%order by seq%'`.execute(one.db);
+      expect(rows).toHaveLength(1);
+      const plan = await sql<{ 'QUERY PLAN': string }>`explain (analyze, costs off, timing off, summary off) execute ${sql.raw(rows[0]!.name)}(${sql.lit(id)})`.execute(one.db);
+      const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+      const partitions = await sql<{ n: number }>`select count(*)::int as n from pg_inherits where inhparent = 'ledger.events'::regclass`.execute(one.db);
+      expect(partitions.rows[0]!.n).toBeGreaterThan(1);
+      expect(text).toMatch(/Subplans Removed: \d+/);
+      // one partition read: one scan of a table (a bitmap scan's index half is not a second one)
+      expect(text.match(/^\s*(->\s+)?(Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan) /gm)).toHaveLength(1);
+    } finally {
+      await one.close();
+    }
+  });
+});
