@@ -21,6 +21,7 @@ const mapping = (o: Partial<StreamMapping> = {}): StreamMapping => ({
   onFailure: null,
   enabled: true,
   parallelizationFactor: 1,
+  tumblingWindowInSeconds: 0,
   createdAt: now,
   updatedAt: now,
   ...o,
@@ -37,7 +38,7 @@ const records = (from: number, to: number, ageS = 1): StreamRecord[] =>
 const batch = (m: StreamMapping, rs: StreamRecord[], from: number, retryAttempts = 0, retryLast: number | null = null) => ({
   records: rs,
   from,
-  shard: { mapping: m, mappingId: m.id, streamName: 's', shardId: 'shardId-000000000000', lane: 0, sequenceNumber: from, retryAttempts, retryLastSequenceNumber: retryLast, functionVersion: 1, behind: true } satisfies ShardToPoll,
+  shard: { mapping: m, mappingId: m.id, streamName: 's', shardId: 'shardId-000000000000', lane: 0, sequenceNumber: from, retryAttempts, retryLastSequenceNumber: retryLast, functionVersion: 1, behind: true, window: null, windowClosedUntil: null } satisfies ShardToPoll,
 });
 const ok = (result: unknown = null): AttemptOutcome => ({ ok: true, result, durationMs: 1, log: '' });
 const err: AttemptOutcome = { ok: false, error: { errorType: 'Error', errorMessage: 'boom', trace: [] }, durationMs: 1, log: '' };
