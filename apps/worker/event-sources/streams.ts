@@ -471,7 +471,7 @@ export function createStreamPoller(o: StreamPollerOptions): StreamPoller {
         if (d.onFailure && !shard.mapping.onFailure) {
           log.warn({ mappingId: shard.mappingId, shardId: shard.shardId, records: d.onFailure.records.length }, 'a batch used its retries and the mapping has no on-failure destination: its records are skipped');
         }
-        metrics?.batches.inc({ outcome: d.reason === 'processed' ? 'succeeded' : d.onFailure ? 'on_failure' : 'retried' });
+        metrics?.batches.inc({ outcome: d.reason === 'processed' ? 'succeeded' : d.onFailure || d.windowDropped ? 'on_failure' : 'retried' });
         metrics?.records.inc(d.to - batch.from);
         return;
       } catch (e) {
