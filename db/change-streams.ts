@@ -59,6 +59,8 @@ export const changeStreamMappingInputSchema = z
     onFailure: destination.nullable().default(null),
     enabled: z.boolean().default(true),
     parallelizationFactor: z.number().int().min(1).max(10).default(1),
+    // Lambda's TumblingWindowInSeconds: windows by the source commit time (docs/streams.md, "Tumbling windows")
+    tumblingWindowInSeconds: z.number().int().min(0).max(900).default(0),
   })
   .strict();
 export type ChangeStreamMappingInput = z.input<typeof changeStreamMappingInputSchema>;
@@ -197,6 +199,7 @@ export async function createChangeStreamMapping(db: Db, input: unknown): Promise
       onFailure: m.onFailure,
       enabled: m.enabled,
       parallelizationFactor: m.parallelizationFactor,
+      tumblingWindowInSeconds: m.tumblingWindowInSeconds,
     });
     undo.push(() => deleteStreamMapping(db, mapping.id, undefined, { changeStream: true }));
     await db.transaction().execute(async (tx) => {

@@ -86,6 +86,8 @@ export interface StreamBatchSource {
   lastSequenceNumber: string;
   /** a change stream's batch (docs/streams.md): the source table and the commit LSNs of its first and last change */
   source?: { table: string; firstLsn: string; lastLsn: string };
+  /** the tumbling window the batch carries (docs/streams.md, "Tumbling windows"); its final invocation has no records */
+  window?: { start: string; end: string; isFinalInvokeForWindow: boolean; isWindowTerminatedEarly: boolean };
 }
 
 /** Event data by type, exactly as stored in `ledger.events.data`. */

@@ -298,6 +298,8 @@ const mappingFields = {
   reportBatchItemFailures: z.boolean(),
   onFailure: destination.nullable(),
   enabled: z.boolean(),
+  // Lambda's TumblingWindowInSeconds: 0 (none) … 900
+  tumblingWindowInSeconds: z.number().int().min(0).max(900),
 };
 
 export const streamMappingInputSchema = z
@@ -314,6 +316,7 @@ export const streamMappingInputSchema = z
     reportBatchItemFailures: mappingFields.reportBatchItemFailures.default(false),
     onFailure: mappingFields.onFailure.default(null),
     enabled: mappingFields.enabled.default(true),
+    tumblingWindowInSeconds: mappingFields.tumblingWindowInSeconds.default(0),
     // set at creation only: each lane has its own checkpoint
     parallelizationFactor: z.number().int().min(1).max(10).default(1),
   })
@@ -334,6 +337,7 @@ export const streamMappingUpdateSchema = z
     reportBatchItemFailures: mappingFields.reportBatchItemFailures.optional(),
     onFailure: mappingFields.onFailure.optional(),
     enabled: mappingFields.enabled.optional(),
+    tumblingWindowInSeconds: mappingFields.tumblingWindowInSeconds.optional(),
   })
   .strict();
 
@@ -353,6 +357,8 @@ export interface StreamMapping {
   enabled: boolean;
   /** concurrent batches per shard, each for its lane of the partition keys */
   parallelizationFactor: number;
+  /** 0, or the length of a tumbling window (docs/streams.md, "Tumbling windows") */
+  tumblingWindowInSeconds: number;
   /** a change stream mapping's source table (`schema.table`); null for a native stream's */
   sourceTable: string | null;
   createdAt: Date;
@@ -374,6 +380,7 @@ interface MappingRow {
   on_failure_destination: string | null;
   enabled: boolean;
   parallelization_factor: number;
+  tumbling_window_seconds: number;
   source_table: string | null;
   created_at: Date;
   updated_at: Date;
@@ -394,6 +401,7 @@ const toMapping = (r: MappingRow): StreamMapping => ({
   onFailure: r.on_failure_destination,
   enabled: r.enabled,
   parallelizationFactor: r.parallelization_factor,
+  tumblingWindowInSeconds: r.tumbling_window_seconds ?? 0,
   sourceTable: r.source_table ?? null,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
@@ -434,10 +442,10 @@ export async function createStreamMapping(db: Db, input: unknown, by: ChangeCont
     const { rows } = await sql<MappingRow>`
       insert into ledger.stream_mappings (id, stream_name, function_name, starting_position, starting_position_timestamp, batch_size,
         max_batching_window_ms, maximum_retry_attempts, maximum_record_age_seconds, bisect_batch_on_function_error,
-        report_batch_item_failures, on_failure_destination, enabled, parallelization_factor)
+        report_batch_item_failures, on_failure_destination, enabled, parallelization_factor, tumbling_window_seconds)
       values (${id}::uuid, ${m.streamName}, ${m.functionName}, ${m.startingPosition}, ${m.startingPositionTimestamp ?? null}, ${m.batchSize},
         ${m.maximumBatchingWindowInSeconds * 1000}, ${m.maximumRetryAttempts}, ${m.maximumRecordAgeInSeconds}, ${m.bisectBatchOnFunctionError},
-        ${m.reportBatchItemFailures}, ${m.onFailure}, ${m.enabled}, ${m.parallelizationFactor})
+        ${m.reportBatchItemFailures}, ${m.onFailure}, ${m.enabled}, ${m.parallelizationFactor}, ${m.tumblingWindowInSeconds})
       returning *`.execute(tx);
     // the shard rows are locked so no put commits between reading LATEST and the checkpoint
     await sql`
@@ -507,6 +515,7 @@ export async function updateStreamMapping(db: Executor, id: string, patch: unkno
         report_batch_item_failures = case when ${set(p.reportBatchItemFailures)} then ${p.reportBatchItemFailures ?? null}::boolean else report_batch_item_failures end,
         on_failure_destination = case when ${set(p.onFailure)} then ${p.onFailure ?? null}::text else on_failure_destination end,
         enabled = case when ${set(p.enabled)} then ${p.enabled ?? null}::boolean else enabled end,
+        tumbling_window_seconds = case when ${set(p.tumblingWindowInSeconds)} then ${p.tumblingWindowInSeconds ?? null}::int else tumbling_window_seconds end,
         updated_at = now()
       where id = ${id}::uuid returning *`.execute(tx);
     const updated = toMapping(rows[0] as MappingRow);
@@ -565,7 +574,36 @@ export interface Checkpoint {
   retryAttempts: number;
   /** a failed batch is retried up to here (a bisected half), or null: a full batch */
   retryLastSequenceNumber: number | null;
+  /** the open tumbling window of the shard (lane) and its state; null: none */
+  window: OpenWindow | null;
+  /** the end of the last closed window: later records count from here on */
+  windowClosedUntil: Date | null;
 }
+
+/** A tumbling window in progress: [start, end) and the state its last invocation returned. */
+export interface OpenWindow {
+  start: Date;
+  end: Date;
+  state: Record<string, unknown>;
+  /** the state passed its limit: the next invocation ends the window early */
+  terminatedEarly: boolean;
+}
+
+interface WindowColumns {
+  window_start: Date | null;
+  window_end: Date | null;
+  window_state: Record<string, unknown> | null;
+  window_terminated_early: boolean;
+  window_closed_until: Date | null;
+}
+
+const windowOf = (r: WindowColumns): Pick<Checkpoint, 'window' | 'windowClosedUntil'> => ({
+  window:
+    r.window_start && r.window_end && r.window_state
+      ? { start: r.window_start, end: r.window_end, state: r.window_state, terminatedEarly: r.window_terminated_early }
+      : null,
+  windowClosedUntil: r.window_closed_until,
+});
 
 export interface ShardToPoll extends Checkpoint {
   mapping: StreamMapping;
@@ -578,16 +616,20 @@ export interface ShardToPoll extends Checkpoint {
 /** Shards of enabled mappings that no live batch holds and whose retry (if any) is due. */
 export async function listShardsToPoll(db: Executor): Promise<ShardToPoll[]> {
   const { rows } = await sql<
-    MappingRow & { shard_id: string; lane: number; sequence_number: string; retry_attempts: number; retry_last_sequence_number: string | null; latest_version: number | null; last: string }
+    MappingRow &
+      WindowColumns & { shard_id: string; lane: number; sequence_number: string; retry_attempts: number; retry_last_sequence_number: string | null; latest_version: number | null; last: string }
   >`
     select m.*, c.shard_id, c.lane, c.sequence_number, c.retry_attempts, c.retry_last_sequence_number, h.last_sequence_number as last,
+      c.window_start, c.window_end, c.window_state, c.window_terminated_early, c.window_closed_until,
       case when f.deleted_at is null then f.latest_version end as latest_version
     from ledger.stream_checkpoints c
     join ledger.stream_mappings m on m.id = c.mapping_id
     join ledger.stream_shards h on h.stream_name = c.stream_name and h.shard_id = c.shard_id
     join ledger.functions f on f.name = m.function_name
     where m.enabled and (c.held_until is null or c.held_until < now()) and (c.retry_at is null or c.retry_at <= now())
-      and h.last_sequence_number > c.sequence_number
+      and (h.last_sequence_number > c.sequence_number
+        -- an open tumbling window that is due its final invocation
+        or (c.window_start is not null and (c.window_end <= now() or c.window_terminated_early or m.tumbling_window_seconds = 0)))
     order by m.created_at, m.id, c.shard_id, c.lane`.execute(db);
   return rows.map((r) => ({
     mapping: toMapping(r),
@@ -600,6 +642,7 @@ export async function listShardsToPoll(db: Executor): Promise<ShardToPoll[]> {
     retryLastSequenceNumber: r.retry_last_sequence_number === null ? null : Number(r.retry_last_sequence_number),
     functionVersion: r.latest_version,
     behind: BigInt(r.last) > BigInt(r.sequence_number),
+    ...windowOf(r),
   }));
 }
 
@@ -609,8 +652,9 @@ export async function listShardsToPoll(db: Executor): Promise<ShardToPoll[]> {
  * it: SKIP LOCKED). `now` is the transaction's clock.
  */
 export async function lockCheckpoint(tx: Executor, mappingId: string, shardId: string, lane: number): Promise<(Checkpoint & { now: Date }) | null> {
-  const { rows } = await sql<{ stream_name: string; sequence_number: string; retry_attempts: number; retry_last_sequence_number: string | null; now: Date }>`
-    select c.stream_name, c.sequence_number, c.retry_attempts, c.retry_last_sequence_number, now() as now
+  const { rows } = await sql<WindowColumns & { stream_name: string; sequence_number: string; retry_attempts: number; retry_last_sequence_number: string | null; now: Date }>`
+    select c.stream_name, c.sequence_number, c.retry_attempts, c.retry_last_sequence_number, now() as now,
+      c.window_start, c.window_end, c.window_state, c.window_terminated_early, c.window_closed_until
     from ledger.stream_checkpoints c join ledger.stream_mappings m on m.id = c.mapping_id
     where c.mapping_id = ${mappingId}::uuid and c.shard_id = ${shardId} and c.lane = ${lane} and m.enabled
       and (c.held_until is null or c.held_until < now()) and (c.retry_at is null or c.retry_at <= now())
@@ -625,6 +669,7 @@ export async function lockCheckpoint(tx: Executor, mappingId: string, shardId: s
     sequenceNumber: Number(r.sequence_number),
     retryAttempts: r.retry_attempts,
     retryLastSequenceNumber: r.retry_last_sequence_number === null ? null : Number(r.retry_last_sequence_number),
+    ...windowOf(r),
     now: r.now,
   };
 }
@@ -632,17 +677,31 @@ export async function lockCheckpoint(tx: Executor, mappingId: string, shardId: s
 /** The shard is held by a batch's poll invocation until its lease ends; the batch is recorded. */
 export async function holdShard(
   tx: Executor,
-  b: { mappingId: string; streamName: string; shardId: string; lane: number; invocationId: string; leaseMs: number; sequenceNumbers: readonly number[] },
+  b: {
+    mappingId: string;
+    streamName: string;
+    shardId: string;
+    lane: number;
+    invocationId: string;
+    leaseMs: number;
+    sequenceNumbers: readonly number[];
+    /** the checkpoint the batch starts from: an empty batch (a window's final invocation) names the range after it, which holds no record */
+    from: number;
+    /** the tumbling window the batch carries */
+    window?: { start: Date; end: Date; isFinalInvokeForWindow: boolean; isWindowTerminatedEarly: boolean } | null;
+  },
 ): Promise<void> {
+  const w = b.window ?? null;
   await sql`
     with hold as (
       update ledger.stream_checkpoints set held_by = ${b.invocationId}::uuid, held_until = now() + make_interval(secs => ${b.leaseMs / 1000}), updated_at = now()
       where mapping_id = ${b.mappingId}::uuid and shard_id = ${b.shardId} and lane = ${b.lane}
     )
     insert into ledger.stream_batches (invocation_id, mapping_id, stream_name, shard_id, lane, first_sequence_number, last_sequence_number,
-      record_count, sequence_numbers)
-    values (${b.invocationId}::uuid, ${b.mappingId}::uuid, ${b.streamName}, ${b.shardId}, ${b.lane}, ${b.sequenceNumbers[0] ?? 0},
-      ${b.sequenceNumbers.at(-1) ?? 0}, ${b.sequenceNumbers.length}, ${b.sequenceNumbers.map(String)}::bigint[])`.execute(tx);
+      record_count, sequence_numbers, window_start, window_end, final_invoke_for_window, window_terminated_early)
+    values (${b.invocationId}::uuid, ${b.mappingId}::uuid, ${b.streamName}, ${b.shardId}, ${b.lane}, ${b.sequenceNumbers[0] ?? b.from + 1},
+      ${b.sequenceNumbers.at(-1) ?? b.from}, ${b.sequenceNumbers.length}, ${b.sequenceNumbers.map(String)}::bigint[],
+      ${w?.start ?? null}::timestamptz, ${w?.end ?? null}::timestamptz, ${w?.isFinalInvokeForWindow ?? null}::boolean, ${w?.isWindowTerminatedEarly ?? null}::boolean)`.execute(tx);
 }
 
 /** Heartbeat: a batch waiting for a runtime thread keeps its shard. */
@@ -673,13 +732,26 @@ export async function settleShard(
     to: number;
     reason: CheckpointMoveReason;
     retry: { attempts: number; lastSeq: number | null; delayMs: number } | null;
+    /**
+     * the tumbling window after the batch: `open` stores it with its state, `closed` ends
+     * it (later records count from `until` on), absent: unchanged
+     */
+    window?: { open: OpenWindow } | { closed: { until: Date } };
   },
 ): Promise<boolean> {
+  const w = s.window;
+  const open = w && 'open' in w ? w.open : null;
+  const closed = w && 'closed' in w ? w.closed : null;
   const { rows } = await sql<{ n: number }>`
     with moved as (
       update ledger.stream_checkpoints set sequence_number = ${s.to}, held_by = null, held_until = null,
         retry_attempts = ${s.retry?.attempts ?? 0}, retry_last_sequence_number = ${s.retry?.lastSeq ?? null}::bigint,
         retry_at = case when ${s.retry !== null} then now() + make_interval(secs => ${(s.retry?.delayMs ?? 0) / 1000}) end,
+        window_start = case when ${w === undefined} then window_start when ${open !== null} then ${open?.start ?? null}::timestamptz end,
+        window_end = case when ${w === undefined} then window_end when ${open !== null} then ${open?.end ?? null}::timestamptz end,
+        window_state = case when ${w === undefined} then window_state when ${open !== null} then ${open === null ? null : JSON.stringify(open.state)}::jsonb end,
+        window_terminated_early = case when ${w === undefined} then window_terminated_early else ${open?.terminatedEarly ?? false}::boolean end,
+        window_closed_until = case when ${closed !== null} then ${closed?.until ?? null}::timestamptz else window_closed_until end,
         updated_at = now()
       where mapping_id = ${s.mappingId}::uuid and shard_id = ${s.shardId} and lane = ${s.lane} and held_by = ${s.invocationId}::uuid
         and sequence_number = ${s.from}
@@ -694,8 +766,11 @@ export async function settleShard(
 }
 
 export async function listCheckpoints(db: Executor, mappingId: string): Promise<Checkpoint[]> {
-  const { rows } = await sql<{ stream_name: string; shard_id: string; lane: number; sequence_number: string; retry_attempts: number; retry_last_sequence_number: string | null }>`
-    select stream_name, shard_id, lane, sequence_number, retry_attempts, retry_last_sequence_number from ledger.stream_checkpoints
+  const { rows } = await sql<
+    WindowColumns & { stream_name: string; shard_id: string; lane: number; sequence_number: string; retry_attempts: number; retry_last_sequence_number: string | null }
+  >`
+    select stream_name, shard_id, lane, sequence_number, retry_attempts, retry_last_sequence_number,
+      window_start, window_end, window_state, window_terminated_early, window_closed_until from ledger.stream_checkpoints
     where mapping_id = ${mappingId}::uuid order by shard_id, lane`.execute(db);
   return rows.map((r) => ({
     mappingId,
@@ -705,6 +780,7 @@ export async function listCheckpoints(db: Executor, mappingId: string): Promise<
     sequenceNumber: Number(r.sequence_number),
     retryAttempts: r.retry_attempts,
     retryLastSequenceNumber: r.retry_last_sequence_number === null ? null : Number(r.retry_last_sequence_number),
+    ...windowOf(r),
   }));
 }
 

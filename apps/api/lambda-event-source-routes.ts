@@ -72,6 +72,7 @@ const STREAM_FIELDS = [
   'MaximumRecordAgeInSeconds',
   'FunctionResponseTypes',
   'DestinationConfig',
+  'TumblingWindowInSeconds',
 ];
 const RABBIT_FIELDS = ['FunctionName', 'Enabled', 'BatchSize', 'MaximumBatchingWindowInSeconds', 'FunctionResponseTypes', 'SourceAccessConfigurations'];
 const FIELDS = {
@@ -140,8 +141,7 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
     BisectBatchOnFunctionError: m.bisectBatchOnFunctionError,
     MaximumRetryAttempts: m.maximumRetryAttempts,
     MaximumRecordAgeInSeconds: m.maximumRecordAgeInSeconds,
-    // tumbling windows are not offered on the Lambda wire here (docs/control-plane.md#event-source-mappings)
-    TumblingWindowInSeconds: 0,
+    TumblingWindowInSeconds: m.tumblingWindowInSeconds,
     FunctionResponseTypes: m.reportBatchItemFailures ? ['ReportBatchItemFailures'] : [],
     DestinationConfig: { OnFailure: m.onFailure ? { Destination: destinationArn(m.onFailure, functionArn) } : {} },
     LastModified: m.updatedAt.getTime() / 1000,
@@ -433,6 +433,7 @@ function streamSettingsOf(body: Record<string, unknown>): Record<string, unknown
   int('MaximumBatchingWindowInSeconds', 'maximumBatchingWindowInSeconds', 0, 300);
   int('MaximumRetryAttempts', 'maximumRetryAttempts', -1, 10_000);
   int('MaximumRecordAgeInSeconds', 'maximumRecordAgeInSeconds', -1, 604_800);
+  int('TumblingWindowInSeconds', 'tumblingWindowInSeconds', 0, 900);
   const bisect = optionalBoolean(body, 'BisectBatchOnFunctionError');
   if (bisect !== undefined) out['bisectBatchOnFunctionError'] = bisect;
   if (body['FunctionResponseTypes'] != null) out['reportBatchItemFailures'] = responseTypesOf(body['FunctionResponseTypes']);

@@ -257,3 +257,49 @@ describe('change streams from a PostgreSQL table', () => {
     }
   });
 });
+
+describe('tumbling windows of a change stream', () => {
+  it('windows the changes by their commit time, passing state within a window and ending each with one final invocation', { timeout: 60_000 }, async () => {
+    const admin = new pg.Client({ connectionString: server.url });
+    await admin.connect();
+    await admin.query('create table public.windowed (id int primary key, v int not null)');
+    await createFunction(handle.db, 'on-windowed', { runtime: 'MODULE', handler: 'change-window.ts', isolation: 'inline', timeoutMs: 10_000 });
+    const m = await createChangeStreamMapping(handle.db, { table: 'windowed', functionName: 'on-windowed', streamViewType: 'NEW_IMAGE', shardCount: 1, batchSize: 2, tumblingWindowInSeconds: 1 });
+    expect(m.tumblingWindowInSeconds).toBe(1);
+    // two transactions a second apart: one window each (commit time)
+    const first = await admin.query<{ at: string }>("begin; insert into public.windowed values (1, 10), (2, 20), (3, 30); commit; select floor(extract(epoch from clock_timestamp()))::text as at");
+    const firstAt = Number((first as unknown as { rows: { at: string }[] }[])[3]?.rows[0]?.at);
+    await waitFor('the next second', async () => Date.now() / 1000 >= firstAt + 1.05);
+    await admin.query('insert into public.windowed values (4, 400), (5, 500)');
+    await admin.end();
+
+    const rows = await waitFor('the final invocations of both windows', async () => {
+      const { rows: r } = await sql<{ final: boolean; status: string; window_start: Date; payload: { Records: Change[]; state: unknown; eventSourceARN: string }; result: { state: unknown } | null }>`
+        select b.final_invoke_for_window as final, i.status, b.window_start, a.data -> 'payload' as payload,
+          (select s.data -> 'result' from ledger.events s where s.invocation_id = b.invocation_id and s.type = 'succeeded') as result
+        from ledger.stream_batches b join ledger.invocations i on i.id = b.invocation_id
+        join ledger.events a on a.invocation_id = b.invocation_id and a.seq = 1
+        where b.mapping_id = ${m.id}::uuid order by a.position`.execute(handle.db);
+      return r.filter((x) => x.final && x.status === 'succeeded').length === 2 ? r : null;
+    });
+    const finals = rows.filter((x) => x.final);
+    expect(finals.map((x) => x.payload.state)).toEqual([
+      { sum: 60, count: 3 },
+      { sum: 900, count: 2 },
+    ]);
+    expect(finals.every((x) => x.payload.Records.length === 0 && x.payload.eventSourceARN.startsWith('arn:aws:dynamodb:local:000000000000:table/public.windowed/stream/'))).toBe(true);
+    // every change falls in the window of its commit time; the first window took two invocations (batchSize 2)
+    for (const x of rows.filter((r) => !r.final)) {
+      for (const c of x.payload.Records) expect(Math.floor(c.dynamodb.ApproximateCreationDateTime)).toBe(x.window_start.getTime() / 1000);
+    }
+    expect(rows.map((x) => [x.final, x.payload.Records.length])).toEqual([
+      [false, 2],
+      [false, 1],
+      [true, 0],
+      [false, 2],
+      [true, 0],
+    ]);
+    expect(rows[1]?.payload.state).toEqual(rows[0]?.result?.state);
+    await deleteChangeStreamMapping(handle.db, m.id);
+  });
+});

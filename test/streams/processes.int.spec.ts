@@ -1,10 +1,12 @@
 // A worker process SIGKILLed mid-batch (docs/streams.md): another worker resumes the
 // shard from the last checkpoint once the lost batch's hold runs out; the batch runs again
-// (at-least-once) and the ledger shows both attempts, the lost one ended as WorkerLost.
+// (at-least-once) and the ledger shows both attempts, the lost one ended as WorkerLost. A
+// tumbling window's state, kept on the checkpoint, outlives its worker.
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getInvocation } from '../../db/invocations.ts';
 import { createStream, createStreamMapping, deliveriesOfRecord, listCheckpoints, putRecords } from '../../db/streams.ts';
@@ -76,6 +78,33 @@ describe.runIf(SLOW_TESTS)(once('worker processes'), () => {
       ['failed', null],
       ['succeeded', 'processed'],
     ]);
+    await endProcess(b);
+  });
+
+  it('a tumbling window goes on with the state stored on its checkpoint after its worker is SIGKILLed', { timeout: 120_000 }, async () => {
+    // a 900-second window: stay clear of its boundary so all records fall in one window
+    await waitFor('not within 20 s of a 900-second boundary', async () => Date.now() % 900_000 < 880_000, 30_000);
+    const a = await spawnWorker();
+    await createStream(t.db, { name: 'windowed', shardCount: 1 });
+    const m = await createStreamMapping(t.db, { streamName: 'windowed', functionName: 'stream-window', startingPosition: 'TRIM_HORIZON', tumblingWindowInSeconds: 900 });
+    await putRecords(t.db, 'windowed', [1, 2, 3].map((n) => ({ partitionKey: 'k', data: json({ n }) })));
+    await waitFor('the first batch checkpointed with its state by worker A', async () => (await listCheckpoints(t.db, m.id))[0]?.window?.state.count === 3, 30_000);
+    await endProcess(a, 'SIGKILL');
+    expect(a.child.signalCode).toBe('SIGKILL');
+
+    await putRecords(t.db, 'windowed', [4, 5].map((n) => ({ partitionKey: 'k', data: json({ n }) })));
+    const b = await spawnWorker();
+    await waitFor('the second batch checkpointed by worker B', async () => (await listCheckpoints(t.db, m.id))[0]?.sequenceNumber === 5, 30_000);
+    const { rows } = await sql<{ state: unknown; result: unknown }>`
+      select a.data -> 'payload' -> 'state' as state,
+        (select s.data -> 'result' -> 'state' from ledger.events s where s.invocation_id = b.invocation_id and s.type = 'succeeded') as result
+      from ledger.stream_batches b join ledger.events a on a.invocation_id = b.invocation_id and a.seq = 1
+      where b.mapping_id = ${m.id}::uuid order by a.position`.execute(t.db);
+    expect(rows).toEqual([
+      { state: {}, result: { sum: 6, count: 3 } },
+      { state: { sum: 6, count: 3 }, result: { sum: 15, count: 5 } },
+    ]);
+    expect((await listCheckpoints(t.db, m.id))[0]?.window?.state).toEqual({ sum: 15, count: 5 });
     await endProcess(b);
   });
 });

@@ -45,6 +45,8 @@ export const changeStreamTypeDefs = /* GraphQL */ `
     onFailure: String
     enabled: Boolean!
     parallelizationFactor: Int!
+    """0 (none) or the length of a tumbling window, by the source commit time"""
+    tumblingWindowInSeconds: Int!
     createdAt: DateTime!
     updatedAt: DateTime!
     checkpoints: [StreamCheckpoint!]!
@@ -70,6 +72,8 @@ export const changeStreamTypeDefs = /* GraphQL */ `
     onFailure: String
     enabled: Boolean
     parallelizationFactor: Int
+    """0 … 900 (default 0: none): windows of the changes by their commit time, state passed between invocations"""
+    tumblingWindowInSeconds: Int
   }
 
   extend type Query {

@@ -80,6 +80,8 @@ export const streamTypeDefs = /* GraphQL */ `
     onFailure: String
     enabled: Boolean!
     parallelizationFactor: Int!
+    """0 (none) or the length of a tumbling window: state passed between the invocations of a window and shard"""
+    tumblingWindowInSeconds: Int!
     createdAt: DateTime!
     updatedAt: DateTime!
     checkpoints: [StreamCheckpoint!]!
@@ -93,6 +95,16 @@ export const streamTypeDefs = /* GraphQL */ `
     sequenceNumber: String!
     """failures of the batch now being retried"""
     retryAttempts: Int!
+    """the open tumbling window of the shard (lane) and the state its last invocation returned"""
+    window: StreamWindow
+  }
+
+  type StreamWindow {
+    start: DateTime!
+    end: DateTime!
+    state: JSON!
+    """the state passed 1 MB: the next invocation ends the window early"""
+    terminatedEarly: Boolean!
   }
 
   input StreamEventSourceMappingInput {
@@ -116,6 +128,8 @@ export const streamTypeDefs = /* GraphQL */ `
     enabled: Boolean
     """1 … 10 (default 1): concurrent batches per shard, each for its lane of the partition keys; set at creation"""
     parallelizationFactor: Int
+    """0 … 900 (default 0: none): group each shard's records into windows of this many seconds by arrival time, passing state between invocations"""
+    tumblingWindowInSeconds: Int
   }
 
   input StreamEventSourceMappingUpdate {
@@ -127,6 +141,8 @@ export const streamTypeDefs = /* GraphQL */ `
     reportBatchItemFailures: Boolean
     onFailure: String
     enabled: Boolean
+    """0 … 900; an open window keeps its bounds (0: it ends at once, with its final invocation)"""
+    tumblingWindowInSeconds: Int
   }
 
   """A poll invocation that delivered a record (audit.stream_deliveries)."""
@@ -169,7 +185,7 @@ export const streamResolvers = {
   },
   StreamEventSourceMapping: {
     checkpoints: async (m: StreamMapping, _: Args, ctx: GraphQLContext) =>
-      (await listCheckpoints(ctx.deps.db, m.id)).map((c) => ({ shardId: c.shardId, lane: c.lane, sequenceNumber: seq(c.sequenceNumber), retryAttempts: c.retryAttempts })),
+      (await listCheckpoints(ctx.deps.db, m.id)).map((c) => ({ shardId: c.shardId, lane: c.lane, sequenceNumber: seq(c.sequenceNumber), retryAttempts: c.retryAttempts, window: c.window })),
   },
   Query: {
     streams: (_: unknown, __: Args, ctx: GraphQLContext) => listStreams(ctx.deps.db),

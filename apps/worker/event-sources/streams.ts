@@ -27,6 +27,7 @@ import {
   streamArn,
   STREAM_RECORDS_CHANNEL,
   trimExpiredRecords,
+  type OpenWindow,
   type ShardToPoll,
   type StreamMapping,
   type StreamRecord,
@@ -36,6 +37,7 @@ import { enqueueRecords, FUNCTION_ARN_PREFIX, type StreamFailureRecord } from '.
 import { extendLeases } from '../../../db/queue-rows.ts';
 import { wakeOn } from '../notify.ts';
 import { decideBatch } from './batch-response.ts';
+import { mappingSourceArn, MAX_WINDOW_STATE_BYTES, planWindow, stateBytes, windowEvent, windowResponse, type BatchWindow } from './windows.ts';
 
 export const KINESIS_EVENT_SOURCE = 'aws:kinesis';
 /** bytes a record adds to its base64 data in the event */
@@ -101,6 +103,10 @@ export interface StreamBatch {
   records: StreamRecord[];
   /** the checkpoint the batch started from */
   from: number;
+  /** the tumbling window it carries (docs/streams.md, "Tumbling windows"); null without */
+  window: BatchWindow | null;
+  /** the event the function receives */
+  payload: unknown;
 }
 
 export type StreamReceive =
@@ -120,32 +126,54 @@ export async function receiveStreamBatch(db: Db, shard: ShardToPoll, fn: Functio
       limit: m.batchSize,
       lane: { lane: cp.lane, lanes: m.parallelizationFactor },
     });
-    const first = read[0];
-    if (!first) return { kind: 'idle' };
-    const waited = cp.now.getTime() - first.arrivedAt.getTime();
-    const windowMs = m.maximumBatchingWindowInSeconds * 1000;
-    if (cp.retryAttempts === 0 && cp.retryLastSequenceNumber === null && read.length < m.batchSize && waited < windowMs) {
-      return { kind: 'wait', ms: windowMs - waited };
+    // with a tumbling window (or one still open), the batch is the window's next records or its final invocation
+    const plan = m.tumblingWindowInSeconds > 0 || cp.window !== null ? planWindow(m, cp, read, cp.now) : null;
+    if (plan?.kind === 'idle') return { kind: 'idle' };
+    if (plan?.kind === 'wait') return { kind: 'wait', ms: plan.ms };
+    const inWindow = plan === null ? read : plan.kind === 'records' ? read.slice(0, plan.count) : [];
+    const window = plan === null ? null : plan.window;
+    const first = inWindow[0];
+    if (!first && plan?.kind !== 'final') return { kind: 'idle' };
+    if (first) {
+      const waited = cp.now.getTime() - first.arrivedAt.getTime();
+      const windowMs = m.maximumBatchingWindowInSeconds * 1000;
+      const cut = plan?.kind === 'records' && plan.cut;
+      if (cp.retryAttempts === 0 && cp.retryLastSequenceNumber === null && !cut && inWindow.length < m.batchSize && waited < windowMs) {
+        return { kind: 'wait', ms: windowMs - waited };
+      }
     }
     // a batch stays within a sync invoke's payload limit; the rest is the next batch
     let bytes = 0;
-    const records = read.filter((r, i) => (bytes += Math.ceil((r.data.byteLength * 4) / 3) + r.partitionKey.length + RECORD_OVERHEAD_BYTES) <= MAX_BATCH_BYTES || i === 0);
-    const last = records.at(-1) as StreamRecord;
+    const records = inWindow.filter((r, i) => (bytes += Math.ceil((r.data.byteLength * 4) / 3) + r.partitionKey.length + RECORD_OVERHEAD_BYTES) <= MAX_BATCH_BYTES || i === 0);
+    const last = records.at(-1);
     const leaseMs = fn.timeoutMs + o.leaseGraceMs;
+    const eventRecords = records.map((r) => eventRecord(m, cp.streamName, r));
+    const payload = window ? windowEvent(eventRecords, window, cp.shardId, mappingSourceArn(m, cp.streamName)) : { Records: eventRecords };
     const [accepted] = await acceptInvocations(tx, [
       {
         fn,
         invocationType: 'poll',
-        payload: { Records: records.map((r) => eventRecord(m, cp.streamName, r)) },
+        payload,
         startedBy: o.workerId,
         leaseMs,
         stream: {
           mappingId: m.id,
           streamName: cp.streamName,
           shardId: cp.shardId,
-          firstSequenceNumber: formatSequenceNumber(first.sequenceNumber),
-          lastSequenceNumber: formatSequenceNumber(last.sequenceNumber),
-          ...(m.sourceTable !== null ? { source: { table: m.sourceTable, firstLsn: first.sourceLsn ?? '0/0', lastLsn: last.sourceLsn ?? '0/0' } } : {}),
+          // a final invocation has no records: the range after the checkpoint, which holds none
+          firstSequenceNumber: formatSequenceNumber(first?.sequenceNumber ?? cp.sequenceNumber + 1),
+          lastSequenceNumber: formatSequenceNumber(last?.sequenceNumber ?? cp.sequenceNumber),
+          ...(m.sourceTable !== null ? { source: { table: m.sourceTable, firstLsn: first?.sourceLsn ?? '0/0', lastLsn: last?.sourceLsn ?? '0/0' } } : {}),
+          ...(window
+            ? {
+                window: {
+                  start: window.start.toISOString(),
+                  end: window.end.toISOString(),
+                  isFinalInvokeForWindow: window.isFinalInvokeForWindow,
+                  isWindowTerminatedEarly: window.isWindowTerminatedEarly,
+                },
+              }
+            : {}),
         },
       },
     ]);
@@ -158,8 +186,21 @@ export async function receiveStreamBatch(db: Db, shard: ShardToPoll, fn: Functio
       invocationId: state.id,
       leaseMs,
       sequenceNumbers: records.map((r) => r.sequenceNumber),
+      from: cp.sequenceNumber,
+      window,
     });
-    return { kind: 'batch', batch: { shard: { ...shard, retryAttempts: cp.retryAttempts, retryLastSequenceNumber: cp.retryLastSequenceNumber, sequenceNumber: cp.sequenceNumber }, fn, state, records, from: cp.sequenceNumber } };
+    return {
+      kind: 'batch',
+      batch: {
+        shard: { ...shard, retryAttempts: cp.retryAttempts, retryLastSequenceNumber: cp.retryLastSequenceNumber, sequenceNumber: cp.sequenceNumber, window: cp.window, windowClosedUntil: cp.windowClosedUntil },
+        fn,
+        state,
+        records,
+        from: cp.sequenceNumber,
+        window,
+        payload,
+      },
+    };
   });
 }
 
@@ -173,6 +214,10 @@ export interface StreamDecision {
   retry: { attempts: number; lastSeq: number | null; delayMs: number } | null;
   /** the records that go to the on-failure destination, and why */
   onFailure: { records: StreamRecord[]; condition: 'RetryAttemptsExhausted' | 'RecordAgeExceeded' } | null;
+  /** the tumbling window after the batch: stored open with its state, or closed; absent: unchanged */
+  window?: { open: OpenWindow } | { closed: { until: Date } };
+  /** a final invocation used its retries: the window's state is dropped */
+  windowDropped?: boolean;
 }
 
 export interface DecideOptions {
@@ -189,7 +234,36 @@ export interface DecideOptions {
  * record is older than MaximumRecordAgeInSeconds, the failed records go to the on-failure
  * destination and the checkpoint moves past them.
  */
-export function decideStreamBatch(m: StreamMapping, batch: Pick<StreamBatch, 'records' | 'from' | 'shard'>, run: AttemptOutcome, o: DecideOptions): StreamDecision {
+export function decideStreamBatch(m: StreamMapping, batch: Pick<StreamBatch, 'records' | 'from' | 'shard'> & { window?: BatchWindow | null }, run: AttemptOutcome, o: DecideOptions): StreamDecision {
+  const w = batch.window ?? null;
+  if (w === null) return decideRecords(m, batch, run, o);
+  const response = windowResponse(run, w);
+  const attempts = batch.shard.retryAttempts;
+  if (w.isFinalInvokeForWindow) {
+    const outcome = storableOutcome(response.run);
+    if (outcome.ok) {
+      // an early end goes on with the same window and a fresh state; a window that ended is closed
+      const window = w.isWindowTerminatedEarly && m.tumblingWindowInSeconds > 0
+        ? { open: { start: w.start, end: w.end, state: {}, terminatedEarly: false } }
+        : { closed: { until: w.end } };
+      return { outcome, to: batch.from, reason: 'processed', retry: null, onFailure: null, window };
+    }
+    if (m.maximumRetryAttempts !== -1 && attempts >= m.maximumRetryAttempts) {
+      return { outcome, to: batch.from, reason: 'on_failure', retry: null, onFailure: null, window: { closed: { until: w.end } }, windowDropped: true };
+    }
+    return { outcome, to: batch.from, reason: 'partial', retry: { attempts: attempts + 1, lastSeq: null, delayMs: Math.min(o.retryMaxMs, o.retryBaseMs * 2 ** Math.min(20, attempts)) }, onFailure: null };
+  }
+  const d = decideRecords(m, batch, response.run, o);
+  if (response.state !== null && d.outcome.ok) {
+    // the state the function returned covers what it processed (with batchItemFailures too)
+    return { ...d, window: { open: { start: w.start, end: w.end, state: response.state, terminatedEarly: stateBytes(response.state) > MAX_WINDOW_STATE_BYTES } } };
+  }
+  // the checkpoint moved past records (sent on failure) without a new state: the window stays open with its state
+  if (d.to > batch.from) return { ...d, window: { open: { start: w.start, end: w.end, state: w.state, terminatedEarly: false } } };
+  return d;
+}
+
+function decideRecords(m: StreamMapping, batch: Pick<StreamBatch, 'records' | 'from' | 'shard'>, run: AttemptOutcome, o: DecideOptions): StreamDecision {
   const ids = batch.records.map((r) => itemIdentifier(m, r));
   const decided = decideBatch(ids, m.reportBatchItemFailures, storableOutcome(run));
   const outcome = storableOutcome(decided.outcome);
@@ -287,6 +361,7 @@ export async function settleStreamBatch(db: Db, batch: StreamBatch, d: StreamDec
         to: d.to,
         reason: d.reason,
         retry: d.retry,
+        ...(d.window ? { window: d.window } : {}),
       });
       let urls = 0;
       const destination = batch.shard.mapping.onFailure;
@@ -383,18 +458,20 @@ export function createStreamPoller(o: StreamPollerOptions): StreamPoller {
 
   async function runBatch(batch: StreamBatch): Promise<void> {
     const { state, fn, shard } = batch;
-    const payload = { Records: batch.records.map((r) => eventRecord(shard.mapping, shard.streamName, r)) };
-    const run = await o.runtimes.run(fn, { invocationId: state.id, attempt: state.attempts, payload });
+    const run = await o.runtimes.run(fn, { invocationId: state.id, attempt: state.attempts, payload: batch.payload });
     const d = decideStreamBatch(shard.mapping, batch, run, { ...decideOptions, now: new Date() });
     for (let attempt = 1; ; attempt++) {
       try {
         const { held, urls } = await settleStreamBatch(o.db, batch, d, { maxChainDepth: o.maxChainDepth ?? DEFAULT_MAX_CHAIN_DEPTH });
         if (urls > 0) o.onDestinations?.();
         if (!held) log.warn({ invocationId: state.id, shardId: shard.shardId }, 'a stream batch outlived its hold on the shard; the checkpoint was not moved');
+        if (d.windowDropped) {
+          log.warn({ mappingId: shard.mappingId, shardId: shard.shardId, window: batch.window?.start }, "a window's final invocation used its retries: the window's state is dropped");
+        }
         if (d.onFailure && !shard.mapping.onFailure) {
           log.warn({ mappingId: shard.mappingId, shardId: shard.shardId, records: d.onFailure.records.length }, 'a batch used its retries and the mapping has no on-failure destination: its records are skipped');
         }
-        metrics?.batches.inc({ outcome: d.reason === 'processed' ? 'succeeded' : d.onFailure ? 'on_failure' : 'retried' });
+        metrics?.batches.inc({ outcome: d.reason === 'processed' ? 'succeeded' : d.onFailure || d.windowDropped ? 'on_failure' : 'retried' });
         metrics?.records.inc(d.to - batch.from);
         return;
       } catch (e) {

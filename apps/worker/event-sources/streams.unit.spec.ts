@@ -21,6 +21,7 @@ const mapping = (o: Partial<StreamMapping> = {}): StreamMapping => ({
   onFailure: null,
   enabled: true,
   parallelizationFactor: 1,
+  tumblingWindowInSeconds: 0,
   createdAt: now,
   updatedAt: now,
   ...o,
@@ -37,7 +38,7 @@ const records = (from: number, to: number, ageS = 1): StreamRecord[] =>
 const batch = (m: StreamMapping, rs: StreamRecord[], from: number, retryAttempts = 0, retryLast: number | null = null) => ({
   records: rs,
   from,
-  shard: { mapping: m, mappingId: m.id, streamName: 's', shardId: 'shardId-000000000000', lane: 0, sequenceNumber: from, retryAttempts, retryLastSequenceNumber: retryLast, functionVersion: 1, behind: true } satisfies ShardToPoll,
+  shard: { mapping: m, mappingId: m.id, streamName: 's', shardId: 'shardId-000000000000', lane: 0, sequenceNumber: from, retryAttempts, retryLastSequenceNumber: retryLast, functionVersion: 1, behind: true, window: null, windowClosedUntil: null } satisfies ShardToPoll,
 });
 const ok = (result: unknown = null): AttemptOutcome => ({ ok: true, result, durationMs: 1, log: '' });
 const err: AttemptOutcome = { ok: false, error: { errorType: 'Error', errorMessage: 'boom', trace: [] }, durationMs: 1, log: '' };
@@ -78,5 +79,40 @@ describe('decideStreamBatch', () => {
     expect(decideStreamBatch(m, batch(m, records(1, 10), 0), ok({ batchItemFailures: [] }), opts)).toMatchObject({ to: 10, reason: 'processed' });
     const invalid = decideStreamBatch(m, batch(m, records(1, 10), 0), ok({ batchItemFailures: [{ itemIdentifier: 'nope' }] }), opts);
     expect(invalid).toMatchObject({ to: 0, outcome: { ok: false, error: { errorType: 'InvalidBatchItemFailures' } } });
+  });
+
+  describe('with a tumbling window', () => {
+    const m = mapping({ tumblingWindowInSeconds: 60, maximumRetryAttempts: 1, reportBatchItemFailures: true });
+    const start = new Date(now.getTime() - 120_000);
+    const end = new Date(now.getTime() - 60_000);
+    const win = (o: Partial<{ isFinalInvokeForWindow: boolean; isWindowTerminatedEarly: boolean }> = {}) => ({
+      start,
+      end,
+      state: { n: 2 },
+      isFinalInvokeForWindow: false,
+      isWindowTerminatedEarly: false,
+      ...o,
+    });
+
+    it('keeps the returned state with the checkpoint move, also with batchItemFailures; a failure keeps the stored state', () => {
+      expect(decideStreamBatch(m, { ...batch(m, records(4, 5), 3), window: win() }, ok({ state: { n: 4 } }), opts)).toMatchObject({
+        to: 5,
+        window: { open: { start, end, state: { n: 4 }, terminatedEarly: false } },
+      });
+      const partial = decideStreamBatch(m, { ...batch(m, records(4, 5), 3), window: win() }, ok({ state: { n: 3 }, batchItemFailures: [{ itemIdentifier: '00000000000000000005' }] }), opts);
+      expect(partial).toMatchObject({ to: 4, retry: { attempts: 1 }, window: { open: { state: { n: 3 } } } });
+      expect(decideStreamBatch(m, { ...batch(m, records(4, 5), 3), window: win() }, err, opts).window).toBeUndefined();
+    });
+
+    it('a final invocation closes the window; failed, it is retried, and past its retries the window is dropped', () => {
+      const final = win({ isFinalInvokeForWindow: true });
+      expect(decideStreamBatch(m, { ...batch(m, [], 5), window: final }, ok(null), opts)).toMatchObject({ to: 5, reason: 'processed', window: { closed: { until: end } } });
+      expect(decideStreamBatch(m, { ...batch(m, [], 5), window: final }, err, opts)).toMatchObject({ to: 5, retry: { attempts: 1 } });
+      expect(decideStreamBatch(m, { ...batch(m, [], 5, 1), window: final }, err, opts)).toMatchObject({ to: 5, retry: null, windowDropped: true, window: { closed: { until: end } } });
+      // an early end: the same window goes on with a fresh state
+      expect(decideStreamBatch(m, { ...batch(m, [], 5), window: win({ isFinalInvokeForWindow: true, isWindowTerminatedEarly: true }) }, ok({}), opts).window).toEqual({
+        open: { start, end, state: {}, terminatedEarly: false },
+      });
+    });
   });
 });
