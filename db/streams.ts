@@ -425,11 +425,12 @@ function streamMappingDiff(before: StreamMapping, after: StreamMapping): { befor
  * LATEST after the shard's last record, AT_TIMESTAMP before the first record that
  * arrived at or after the timestamp.
  */
-export async function createStreamMapping(db: Db, input: unknown, by: ChangeContext = SYSTEM): Promise<StreamMapping> {
+export async function createStreamMapping(db: Db, input: unknown, by: ChangeContext = SYSTEM, opts: { refuseDuplicate?: boolean } = {}): Promise<StreamMapping> {
   const m = parse(streamMappingInputSchema, input);
   return db.transaction().execute(async (tx) => {
     await requireStream(tx, m.streamName);
     if (!(await getFunction(tx, m.functionName))) throw new LedgerError('FunctionNotFound', `Function not found: ${m.functionName}`);
+    if (opts.refuseDuplicate) await refuseDuplicateStreamMapping(tx, m.streamName, m.functionName);
     const id = randomUUID();
     const { rows } = await sql<MappingRow>`
       insert into ledger.stream_mappings (id, stream_name, function_name, starting_position, starting_position_timestamp, batch_size,
@@ -464,6 +465,23 @@ export async function createStreamMapping(db: Db, input: unknown, by: ChangeCont
     await sql`select pg_notify(${STREAM_RECORDS_CHANNEL}, ${m.streamName})`.execute(tx);
     return created;
   });
+}
+
+/**
+ * Lambda's one mapping per stream and function (the Lambda wire asks for it; GraphQL may map
+ * a stream to a function twice, say a paused mapping beside a live one): under a
+ * transaction-level advisory lock on the pair, so of concurrent creates only one passes.
+ */
+async function refuseDuplicateStreamMapping(tx: Executor, streamName: string, functionName: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`stream-mapping:${streamName}:${functionName}`}, 0))`.execute(tx);
+  const existing = await listStreamMappings(tx, { streamName, functionName });
+  if (existing[0]) {
+    throw new LedgerError(
+      'EventSourceMappingExists',
+      `An event source mapping of stream ${streamName} to function ${functionName} already exists: update or delete the mapping with UUID ${existing[0].id}`,
+      { uuid: existing[0].id },
+    );
+  }
 }
 
 export async function getStreamMapping(db: Executor, id: string): Promise<StreamMapping | null> {

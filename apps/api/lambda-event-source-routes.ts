@@ -219,17 +219,23 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
           return { status: 202, body: rabbitBody(m, 'Creating') };
         }
         case 'stream': {
-          const m = await createStreamMapping(
-            db,
-            {
-              ...streamSettingsOf(body),
-              streamName: source.streamName,
-              functionName,
-              startingPosition: body['StartingPosition'],
-              startingPositionTimestamp: timestampOf(body['StartingPositionTimestamp']),
-              ...(body['ParallelizationFactor'] != null ? { parallelizationFactor: intIn(body['ParallelizationFactor'], 'ParallelizationFactor', 1, 10) } : {}),
-            },
-            ctx,
+          const m = await conflictInLambdaWords(
+            (uuid) =>
+              `The event source arn (" ${kinesisArn(source.streamName)} ") and function (" ${functionName} ") provided mapping already exists. Please update or delete the existing mapping with UUID ${uuid}`,
+            () =>
+              createStreamMapping(
+                db,
+                {
+                  ...streamSettingsOf(body),
+                  streamName: source.streamName,
+                  functionName,
+                  startingPosition: body['StartingPosition'],
+                  startingPositionTimestamp: timestampOf(body['StartingPositionTimestamp']),
+                  ...(body['ParallelizationFactor'] != null ? { parallelizationFactor: intIn(body['ParallelizationFactor'], 'ParallelizationFactor', 1, 10) } : {}),
+                },
+                ctx,
+                { refuseDuplicate: true },
+              ),
           );
           return { status: 202, body: streamBody(m, 'Creating') };
         }
@@ -237,7 +243,11 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
           const settings = settingsOf(body);
           const batchSize = settings.batchSize ?? 10;
           assertWindowForBatch(batchSize, settings.maxBatchingWindowMs ?? 0);
-          const m = await createEventSourceMapping(db, { ...settings, queueName: source.queueName, functionName }, ctx);
+          const m = await conflictInLambdaWords(
+            (uuid) =>
+              `An event source mapping with SQS arn (" ${queueArn(source.queueName)} ") and function (" ${functionName} ") already exists. Please update or delete the existing mapping with UUID ${uuid}`,
+            () => createEventSourceMapping(db, { ...settings, queueName: source.queueName, functionName }, ctx),
+          );
           return { status: 202, body: queueBody(m, 'Creating') };
         }
       }
@@ -357,6 +367,21 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
   );
 
   return app;
+}
+
+/**
+ * Lambda's ResourceConflictException for a second mapping of one source to one function, in
+ * its words for that kind of source (SQS has its own sentence; Kinesis and DynamoDB streams share one).
+ */
+async function conflictInLambdaWords<T>(message: (uuid: string) => string, create: () => Promise<T>): Promise<T> {
+  try {
+    return await create();
+  } catch (e) {
+    if (e instanceof LedgerError && e.code === 'EventSourceMappingExists' && typeof e.details['uuid'] === 'string') {
+      throw new LedgerError('EventSourceMappingExists', message(e.details['uuid']), e.details);
+    }
+    throw e;
+  }
 }
 
 function refuseUnknown(body: Record<string, unknown>, known: ReadonlySet<string>, label: string): void {

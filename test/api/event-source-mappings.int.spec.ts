@@ -236,6 +236,15 @@ describe('event source mappings with the AWS SDK', () => {
       }
       expect(await counts()).toEqual(before);
 
+      // Lambda's words for the duplicate, naming the mapping to update or delete; the function may be given by ARN
+      const dup = await refusal(client.send(new CreateEventSourceMappingCommand({ FunctionName: 'arn:aws:lambda:us-east-1:000000000000:function:refusals-fn', EventSourceArn: queueArn('refusals') })));
+      expect([dup.name, dup.$metadata.httpStatusCode, dup.message]).toEqual([
+        'ResourceConflictException',
+        409,
+        `An event source mapping with SQS arn (" ${queueArn('refusals')} ") and function (" refusals-fn ") already exists. Please update or delete the existing mapping with UUID ${first.UUID!}`,
+      ]);
+      expect(await counts()).toEqual(before);
+
       // an update that changes nothing records nothing
       const same = await client.send(new UpdateEventSourceMappingCommand({ UUID: first.UUID!, BatchSize: 10 }));
       expect(same.State).toBe('Updating');
