@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { z } from 'zod';
+import type { ChangeContext } from './control-plane.ts';
 import { LedgerError } from './errors.ts';
 import { FUNCTION_NAME, getFunction } from './functions.ts';
 import { UUID } from './invocations.ts';
@@ -61,6 +62,8 @@ export const changeStreamMappingInputSchema = z
     parallelizationFactor: z.number().int().min(1).max(10).default(1),
     // Lambda's TumblingWindowInSeconds: windows by the source commit time (docs/streams.md, "Tumbling windows")
     tumblingWindowInSeconds: z.number().int().min(0).max(900).default(0),
+    /** where the mapping starts: both mean the first change committed after creation (the slot has nothing older); kept as given, as Lambda answers it */
+    startingPosition: z.enum(['TRIM_HORIZON', 'LATEST']).default('TRIM_HORIZON'),
   })
   .strict();
 export type ChangeStreamMappingInput = z.input<typeof changeStreamMappingInputSchema>;
@@ -140,6 +143,39 @@ async function asLoginRole<T>(db: Db, fn: (tx: Executor) => Promise<T>): Promise
   });
 }
 
+/** Who made a mapping change; `system` for a direct library call. */
+const SYSTEM: ChangeContext = { actor: 'system' };
+
+/** `table` or `schema.table` as [schema, table], or null when it is neither. */
+export function tableOf(name: string): [string, string] | null {
+  const m = TABLE.exec(name);
+  return m ? [m[1] ?? 'public', m[2] as string] : null;
+}
+
+/**
+ * The richest view type the table's replica identity gives: NEW_AND_OLD_IMAGES with
+ * REPLICA IDENTITY FULL, else NEW_IMAGE (the Lambda wire has no StreamViewType: DynamoDB
+ * sets it on the table). Refuses a table that cannot be a source at all.
+ */
+export async function richestStreamViewType(db: Executor, name: string): Promise<StreamViewType> {
+  const t = tableOf(name);
+  if (!t) throw new LedgerError('InvalidParameter', 'table is table or schema.table (unquoted identifiers)');
+  const { identity } = await describeTable(db, t[0], t[1]);
+  return identity === 'f' ? 'NEW_AND_OLD_IMAGES' : 'NEW_IMAGE';
+}
+
+/** A change stream mapping of the table to the function, other than `except`: Lambda's one mapping per stream and function. */
+async function existingChangeMapping(db: Executor, schema: string, table: string, functionName: string, except: string | null): Promise<string | null> {
+  const { rows } = await sql<{ id: string }>`
+    select m.id from ledger.change_sources s join ledger.stream_mappings m on m.id = s.mapping_id
+    where s.schema_name = ${schema} and s.table_name = ${table} and m.function_name = ${functionName} and (${except}::uuid is null or m.id <> ${except}::uuid)
+    order by m.created_at, m.id limit 1`.execute(db);
+  return rows[0]?.id ?? null;
+}
+
+const changeMappingExists = (schema: string, table: string, functionName: string, uuid: string) =>
+  new LedgerError('EventSourceMappingExists', `A change stream mapping of table ${schema}.${table} to function ${functionName} already exists: update or delete the mapping with UUID ${uuid}`, { uuid });
+
 /** The table's primary key columns and replica identity, or why it cannot be a source. */
 async function describeTable(db: Executor, schema: string, table: string): Promise<{ keyColumns: string[]; identity: 'd' | 'f' | 'i' | 'n' }> {
   const { rows } = await sql<{ relreplident: 'd' | 'f' | 'i' | 'n'; keys: string[] | null; relkind: string }>`
@@ -162,13 +198,17 @@ async function describeTable(db: Executor, schema: string, table: string): Promi
  * where the stream starts: changes committed after creation), the stream, the stream
  * mapping and the change source. What was made is undone when a later step fails.
  */
-export async function createChangeStreamMapping(db: Db, input: unknown): Promise<ChangeStreamMapping> {
+export async function createChangeStreamMapping(db: Db, input: unknown, by: ChangeContext = SYSTEM, opts: { refuseDuplicate?: boolean } = {}): Promise<ChangeStreamMapping> {
   const m = parse(changeStreamMappingInputSchema, input);
   const [, schemaPart, tablePart] = TABLE.exec(m.table) as RegExpExecArray;
   const schema = schemaPart ?? 'public';
   const table = tablePart as string;
   if (!(await getFunction(db, m.functionName))) throw new LedgerError('FunctionNotFound', `Function not found: ${m.functionName}`);
   const { keyColumns, identity } = await describeTable(db, schema, table);
+  if (opts.refuseDuplicate) {
+    const existing = await existingChangeMapping(db, schema, table, m.functionName, null);
+    if (existing) throw changeMappingExists(schema, table, m.functionName, existing);
+  }
   const why = whyNotReplicaIdentity(m.streamViewType, identity);
   if (why) throw new LedgerError('InvalidParameter', `table ${schema}.${table} has REPLICA IDENTITY ${({ d: 'DEFAULT', f: 'FULL', i: 'USING INDEX', n: 'NOTHING' } as const)[identity]}; ${why}`);
   const { rows: level } = await sql<{ wal_level: string }>`select current_setting('wal_level') as wal_level`.execute(db);
@@ -189,7 +229,7 @@ export async function createChangeStreamMapping(db: Db, input: unknown): Promise
     const mapping = await createStreamMapping(db, {
       streamName,
       functionName: m.functionName,
-      startingPosition: 'TRIM_HORIZON',
+      startingPosition: m.startingPosition,
       batchSize: m.batchSize,
       maximumBatchingWindowInSeconds: m.maximumBatchingWindowInSeconds,
       maximumRetryAttempts: m.maximumRetryAttempts,
@@ -200,9 +240,16 @@ export async function createChangeStreamMapping(db: Db, input: unknown): Promise
       enabled: m.enabled,
       parallelizationFactor: m.parallelizationFactor,
       tumblingWindowInSeconds: m.tumblingWindowInSeconds,
-    });
-    undo.push(() => deleteStreamMapping(db, mapping.id, undefined, { changeStream: true }));
+    }, by);
+    undo.push(() => deleteStreamMapping(db, mapping.id, by, { changeStream: true }));
     await db.transaction().execute(async (tx) => {
+      if (opts.refuseDuplicate) {
+        // a concurrent create of the same pair passed the check above too: under a lock on
+        // the pair, the one that commits its source second sees the first and is undone
+        await sql`select pg_advisory_xact_lock(hashtextextended(${`change-mapping:${schema}.${table}:${m.functionName}`}, 0))`.execute(tx);
+        const existing = await existingChangeMapping(tx, schema, table, m.functionName, mapping.id);
+        if (existing) throw changeMappingExists(schema, table, m.functionName, existing);
+      }
       await sql`update ledger.stream_mappings set source_table = ${`${schema}.${table}`} where id = ${mapping.id}::uuid`.execute(tx);
       await sql`
         insert into ledger.change_sources (mapping_id, stream_name, schema_name, table_name, key_columns, stream_view_type, slot_name, publication_name, ingested_lsn)
@@ -264,10 +311,10 @@ async function dropSlot(db: Db, slot: string): Promise<void> {
  * Deletes the mapping with its slot, publication and stream: a forgotten slot would hold
  * the server's WAL forever. The mapping row goes first, so no worker reconnects to the slot.
  */
-export async function deleteChangeStreamMapping(db: Db, id: string): Promise<ChangeStreamMapping> {
+export async function deleteChangeStreamMapping(db: Db, id: string, by: ChangeContext = SYSTEM): Promise<ChangeStreamMapping> {
   const found = await getChangeStreamMapping(db, id);
   if (!found) throw new LedgerError('EventSourceMappingNotFound', `Event source mapping not found: ${id}`);
-  await deleteStreamMapping(db, id, undefined, { changeStream: true });
+  await deleteStreamMapping(db, id, by, { changeStream: true });
   await dropSlot(db, found.source.slotName);
   await asLoginRole(db, (tx) => sql`drop publication if exists ${sql.id(found.source.publicationName)}`.execute(tx));
   await sql`delete from ledger.streams where name = ${found.source.streamName}`.execute(db);

@@ -433,11 +433,12 @@ function streamMappingDiff(before: StreamMapping, after: StreamMapping): { befor
  * LATEST after the shard's last record, AT_TIMESTAMP before the first record that
  * arrived at or after the timestamp.
  */
-export async function createStreamMapping(db: Db, input: unknown, by: ChangeContext = SYSTEM): Promise<StreamMapping> {
+export async function createStreamMapping(db: Db, input: unknown, by: ChangeContext = SYSTEM, opts: { refuseDuplicate?: boolean } = {}): Promise<StreamMapping> {
   const m = parse(streamMappingInputSchema, input);
   return db.transaction().execute(async (tx) => {
     await requireStream(tx, m.streamName);
     if (!(await getFunction(tx, m.functionName))) throw new LedgerError('FunctionNotFound', `Function not found: ${m.functionName}`);
+    if (opts.refuseDuplicate) await refuseDuplicateStreamMapping(tx, m.streamName, m.functionName);
     const id = randomUUID();
     const { rows } = await sql<MappingRow>`
       insert into ledger.stream_mappings (id, stream_name, function_name, starting_position, starting_position_timestamp, batch_size,
@@ -472,6 +473,23 @@ export async function createStreamMapping(db: Db, input: unknown, by: ChangeCont
     await sql`select pg_notify(${STREAM_RECORDS_CHANNEL}, ${m.streamName})`.execute(tx);
     return created;
   });
+}
+
+/**
+ * Lambda's one mapping per stream and function (the Lambda wire asks for it; GraphQL may map
+ * a stream to a function twice, say a paused mapping beside a live one): under a
+ * transaction-level advisory lock on the pair, so of concurrent creates only one passes.
+ */
+async function refuseDuplicateStreamMapping(tx: Executor, streamName: string, functionName: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`stream-mapping:${streamName}:${functionName}`}, 0))`.execute(tx);
+  const existing = await listStreamMappings(tx, { streamName, functionName });
+  if (existing[0]) {
+    throw new LedgerError(
+      'EventSourceMappingExists',
+      `An event source mapping of stream ${streamName} to function ${functionName} already exists: update or delete the mapping with UUID ${existing[0].id}`,
+      { uuid: existing[0].id },
+    );
+  }
 }
 
 export async function getStreamMapping(db: Executor, id: string): Promise<StreamMapping | null> {
@@ -818,5 +836,83 @@ export async function deliveriesOfRecord(db: Executor, streamName: string, shard
     checkpointReason: r.checkpoint_reason,
     checkpointTo: r.checkpoint_to === null ? null : Number(r.checkpoint_to),
     deliveredAt: r.delivered_at,
+  }));
+}
+
+// ---------------------------------------------------------------------------------
+// operating a stream (`invoke-ledger streams`, apps/cli/streams.ts): deleting it, and where
+// each shard and each mapping's checkpoint stand
+
+/**
+ * Deletes a stream with its shards and records. Refused (InvalidParameter) while any event
+ * source mapping reads it, a change stream's included: delete those first. A mapping
+ * created concurrently is caught by its foreign key (the delete waits for its insert and
+ * then fails), and refused the same way. The history of its batches and checkpoint moves
+ * stays, as the poll invocations in the ledger do.
+ */
+export async function deleteStream(db: Db, name: string): Promise<Stream> {
+  const inUse = (ids: readonly string[]) =>
+    new LedgerError('InvalidParameter', `stream ${name} is read by event source mapping${ids.length === 1 ? '' : 's'} ${ids.join(', ')}: delete them first`, { mappings: ids });
+  try {
+    return await db.transaction().execute(async (tx) => {
+      const stream = await requireStream(tx, name);
+      const mappings = await listStreamMappings(tx, { streamName: name });
+      if (mappings.length > 0) throw inUse(mappings.map((m) => m.id));
+      await sql`delete from ledger.streams where name = ${name}`.execute(tx);
+      return stream;
+    });
+  } catch (e) {
+    if ((e as { code?: unknown }).code !== '23503') throw e;
+    throw inUse((await listStreamMappings(db, { streamName: name })).map((m) => m.id));
+  }
+}
+
+/** A shard's retained records: the first and last sequence numbers still kept (null when none is). */
+export interface ShardRetention {
+  shardId: string;
+  firstRetainedSequenceNumber: number | null;
+  lastRetainedSequenceNumber: number | null;
+}
+
+export async function shardRetention(db: Executor, streamName: string): Promise<ShardRetention[]> {
+  const { rows } = await sql<{ shard_id: string; first: string | null; last: string | null }>`
+    select h.shard_id,
+      (select min(r.sequence_number) from ledger.stream_records r where r.stream_name = h.stream_name and r.shard_id = h.shard_id) as first,
+      (select max(r.sequence_number) from ledger.stream_records r where r.stream_name = h.stream_name and r.shard_id = h.shard_id) as last
+    from ledger.stream_shards h where h.stream_name = ${streamName} order by h.shard_id`.execute(db);
+  return rows.map((r) => ({ shardId: r.shard_id, firstRetainedSequenceNumber: r.first === null ? null : Number(r.first), lastRetainedSequenceNumber: r.last === null ? null : Number(r.last) }));
+}
+
+/** Where one mapping's lane of a shard stands: its checkpoint, and how many retained records of its lane lie beyond it. */
+export interface CheckpointLag {
+  mappingId: string;
+  shardId: string;
+  lane: number;
+  sequenceNumber: number;
+  /** retained records after the checkpoint that this lane delivers (its partition keys) */
+  lag: number;
+  retryAttempts: number;
+  heldBy: string | null;
+}
+
+/** Every checkpoint of every mapping of a stream, with its lag counted exactly (one count per checkpoint: an operator's question, not a hot path). */
+export async function checkpointLags(db: Executor, streamName: string): Promise<CheckpointLag[]> {
+  const { rows } = await sql<{ mapping_id: string; shard_id: string; lane: number; sequence_number: string; lag: number; retry_attempts: number; held_by: string | null }>`
+    select c.mapping_id, c.shard_id, c.lane, c.sequence_number, c.retry_attempts,
+      case when c.held_until > now() then c.held_by end as held_by,
+      (select count(*)::int from ledger.stream_records r
+        where r.stream_name = c.stream_name and r.shard_id = c.shard_id and r.sequence_number > c.sequence_number
+          and (m.parallelization_factor = 1 or ledger.stream_lane(r.partition_key, m.parallelization_factor) = c.lane)) as lag
+    from ledger.stream_checkpoints c join ledger.stream_mappings m on m.id = c.mapping_id
+    where c.stream_name = ${streamName}
+    order by m.created_at, m.id, c.shard_id, c.lane`.execute(db);
+  return rows.map((r) => ({
+    mappingId: r.mapping_id,
+    shardId: r.shard_id,
+    lane: r.lane,
+    sequenceNumber: Number(r.sequence_number),
+    lag: r.lag,
+    retryAttempts: r.retry_attempts,
+    heldBy: r.held_by,
   }));
 }

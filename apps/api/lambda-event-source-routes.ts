@@ -4,9 +4,11 @@
 // queues in SQS ARN form (`arn:aws:sqs:<region>:000000000000:<queue>`) or one of its native
 // streams in Kinesis ARN form (`arn:aws:kinesis:<region>:000000000000:stream/<name>`), or a
 // RabbitMQ broker in Amazon MQ form (`arn:aws:mq:<region>:000000000000:broker:<host>:<port>`,
-// the credentials in a BASIC_AUTH source access configuration, sealed, never answered).
-// Translation only: each operation is one call into db/queues/mappings.ts, db/streams.ts or
-// db/brokers.ts, which record it in ledger.changes.
+// the credentials in a BASIC_AUTH source access configuration, sealed, never answered), or a
+// change stream of a PostgreSQL table in DynamoDB Streams form
+// (`arn:aws:dynamodb:<region>:000000000000:table/<schema.table>/stream/<label>`).
+// Translation only: each operation is one call into db/queues/mappings.ts, db/streams.ts,
+// db/change-streams.ts or db/brokers.ts, which record it in ledger.changes.
 //
 // Mapping kinds: `sourceOf` turns an EventSourceArn into a kind, and each operation has
 // one switch over the kinds, so another kind of source (a broker) is one more case there.
@@ -25,6 +27,16 @@ import type { EventSourceMappingUpdate } from '../../db/queues/schemas.ts';
 import { createBrokerMapping, deleteBrokerMapping, endpointOf, getBrokerMapping, listBrokerMappings, updateBrokerMapping, type BrokerMapping } from '../../db/brokers.ts';
 import type { Db } from '../../db/schema.ts';
 import { createStreamMapping, deleteStreamMapping, getStreamMapping, listStreamMappings, updateStreamMapping, type StreamMapping } from '../../db/streams.ts';
+import {
+  createChangeStreamMapping,
+  deleteChangeStreamMapping,
+  getChangeStreamMapping,
+  listChangeStreamMappings,
+  richestStreamViewType,
+  tableOf,
+  type ChangeSource,
+  type ChangeStreamMapping,
+} from '../../db/change-streams.ts';
 import { parseFunctionRef } from './function-ref.ts';
 import {
   ACCOUNT_ID,
@@ -49,13 +61,27 @@ export interface EventSourceRoutesOptions {
 }
 
 /** An EventSourceArn, by kind. */
-type MappingSource = { kind: 'queue'; queueName: string } | { kind: 'stream'; streamName: string } | { kind: 'rabbitmq'; host: string; port: string };
+type MappingSource =
+  | { kind: 'queue'; queueName: string }
+  | { kind: 'stream'; streamName: string }
+  | { kind: 'change'; table: string }
+  | { kind: 'rabbitmq'; host: string; port: string };
 
 /** A mapping found by UUID, by kind. */
-type FoundMapping = { kind: 'queue'; mapping: EventSourceMapping } | { kind: 'stream'; mapping: StreamMapping } | { kind: 'rabbitmq'; mapping: BrokerMapping };
+type FoundMapping =
+  | { kind: 'queue'; mapping: EventSourceMapping }
+  | { kind: 'stream'; mapping: StreamMapping }
+  | { kind: 'change'; mapping: ChangeStreamMapping }
+  | { kind: 'rabbitmq'; mapping: BrokerMapping };
 
 const SQS_ARN = /^arn:aws[a-zA-Z-]*:sqs:[a-z0-9-]+:\d{12}:([A-Za-z0-9_-]{1,80})$/;
 const KINESIS_ARN = /^arn:aws[a-zA-Z-]*:kinesis:[a-z0-9-]+:\d{12}:stream\/([A-Za-z0-9_.-]{1,128})$/;
+/**
+ * A DynamoDB stream ARN names a change stream of a PostgreSQL table: the table part is
+ * `schema.table` (or `table`, schema public); the label (DynamoDB's stream creation time) is
+ * accepted as anything and answered as the mapping's UUID, which the records' eventSourceARN carries.
+ */
+const DYNAMODB_ARN = /^arn:aws[a-zA-Z-]*:dynamodb:[a-z0-9-]+:\d{12}:table\/([A-Za-z0-9_.$]{1,127})\/stream\/[A-Za-z0-9_.:-]{1,64}$/;
 /** Amazon MQ's broker:<name>:<id>, where here the name is the broker's host and the id its port */
 const MQ_ARN = /^arn:aws[a-zA-Z-]*:mq:[a-z0-9-]+:\d{12}:broker:([A-Za-z0-9_.-]{1,253}):(\d{1,5})$/;
 
@@ -82,6 +108,11 @@ const FIELDS = {
     update: new Set([...STREAM_FIELDS, 'UUID']),
     label: 'Kinesis (stream)',
   },
+  change: {
+    create: new Set([...STREAM_FIELDS, 'EventSourceArn', 'StartingPosition']),
+    update: new Set([...STREAM_FIELDS, 'UUID']),
+    label: 'DynamoDB (change stream)',
+  },
   rabbitmq: {
     create: new Set([...RABBIT_FIELDS, 'EventSourceArn', 'Queues']),
     update: new Set([...RABBIT_FIELDS, 'UUID']),
@@ -96,8 +127,11 @@ export function sourceOf(arn: string): MappingSource {
   if (kinesis) return { kind: 'stream', streamName: kinesis[1] as string };
   const mq = MQ_ARN.exec(arn);
   if (mq) return { kind: 'rabbitmq', host: mq[1] as string, port: mq[2] as string };
+  const dynamo = DYNAMODB_ARN.exec(arn);
+  const table = dynamo ? tableOf(dynamo[1] as string) : null;
+  if (table) return { kind: 'change', table: table.join('.') };
   throw invalid(
-    `EventSourceArn ${arn} is not supported: name one of this server's queues as arn:aws:sqs:<region>:${ACCOUNT_ID}:<queue>, streams as arn:aws:kinesis:<region>:${ACCOUNT_ID}:stream/<name>, or a RabbitMQ broker as arn:aws:mq:<region>:${ACCOUNT_ID}:broker:<host>:<port>`,
+    `EventSourceArn ${arn} is not supported: name one of this server's queues as arn:aws:sqs:<region>:${ACCOUNT_ID}:<queue>, streams as arn:aws:kinesis:<region>:${ACCOUNT_ID}:stream/<name>, a change stream of a table as arn:aws:dynamodb:<region>:${ACCOUNT_ID}:table/<schema.table>/stream/<label>, or a RabbitMQ broker as arn:aws:mq:<region>:${ACCOUNT_ID}:broker:<host>:<port>`,
   );
 }
 
@@ -109,6 +143,8 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
   const queueArn = (name: string) => `arn:aws:sqs:${region}:${ACCOUNT_ID}:${name}`;
   const kinesisArn = (name: string) => `arn:aws:kinesis:${region}:${ACCOUNT_ID}:stream/${name}`;
   const mappingArn = (id: string) => `arn:aws:lambda:${region}:${ACCOUNT_ID}:event-source-mapping:${id}`;
+  const dynamoArn = (table: string, mappingId: string) => `arn:aws:dynamodb:${region}:${ACCOUNT_ID}:table/${table}/stream/${mappingId}`;
+  const tableNameOf = (s: ChangeSource) => `${s.schemaName}.${s.tableName}`;
 
   /** EventSourceMappingConfiguration. `state` is what Lambda reports for the operation that answers. */
   const queueBody = (m: EventSourceMapping, state?: string) => ({
@@ -149,6 +185,9 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
     StateTransitionReason: 'User action',
   });
 
+  /** EventSourceMappingConfiguration of a change stream mapping, as Lambda answers for a DynamoDB stream one: a Kinesis one's fields, the table's stream ARN. */
+  const changeBody = (m: ChangeStreamMapping, state?: string) => ({ ...streamBody(m, state), EventSourceArn: dynamoArn(tableNameOf(m.source), m.id) });
+
   /** The broker's Amazon MQ-style ARN, from the endpoint kept beside the sealed URL (scheme://host:port). */
   const mqArn = (endpoint: string) => {
     const u = new URL(endpoint);
@@ -179,6 +218,8 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
   async function find(uuid: string): Promise<FoundMapping> {
     const queue = await getEventSourceMapping(db, uuid);
     if (queue) return { kind: 'queue', mapping: queue };
+    const change = await getChangeStreamMapping(db, uuid);
+    if (change) return { kind: 'change', mapping: change };
     const stream = await getStreamMapping(db, uuid);
     if (stream) return { kind: 'stream', mapping: stream };
     const broker = await getBrokerMapping(db, uuid);
@@ -218,18 +259,48 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
           );
           return { status: 202, body: rabbitBody(m, 'Creating') };
         }
+        case 'change': {
+          const startingPosition = body['StartingPosition'];
+          if (startingPosition === undefined || startingPosition === null) throw invalid('StartingPosition is required: TRIM_HORIZON or LATEST');
+          if (startingPosition !== 'TRIM_HORIZON' && startingPosition !== 'LATEST') throw invalid(`Unsupported starting position for arn type: ${requiredString(body, 'EventSourceArn')}`);
+          const m = await conflictInLambdaWords(
+            (uuid) =>
+              `The event source arn (" ${dynamoArn(source.table, uuid)} ") and function (" ${functionName} ") provided mapping already exists. Please update or delete the existing mapping with UUID ${uuid}`,
+            async () =>
+              createChangeStreamMapping(
+                db,
+                {
+                  ...streamSettingsOf(body),
+                  table: source.table,
+                  functionName,
+                  startingPosition,
+                  streamViewType: await richestStreamViewType(db, source.table),
+                  ...(body['ParallelizationFactor'] != null ? { parallelizationFactor: intIn(body['ParallelizationFactor'], 'ParallelizationFactor', 1, 10) } : {}),
+                },
+                ctx,
+                { refuseDuplicate: true },
+              ),
+          );
+          return { status: 202, body: changeBody(m, 'Creating') };
+        }
         case 'stream': {
-          const m = await createStreamMapping(
-            db,
-            {
-              ...streamSettingsOf(body),
-              streamName: source.streamName,
-              functionName,
-              startingPosition: body['StartingPosition'],
-              startingPositionTimestamp: timestampOf(body['StartingPositionTimestamp']),
-              ...(body['ParallelizationFactor'] != null ? { parallelizationFactor: intIn(body['ParallelizationFactor'], 'ParallelizationFactor', 1, 10) } : {}),
-            },
-            ctx,
+          const m = await conflictInLambdaWords(
+            (uuid) =>
+              `The event source arn (" ${kinesisArn(source.streamName)} ") and function (" ${functionName} ") provided mapping already exists. Please update or delete the existing mapping with UUID ${uuid}`,
+            () =>
+              createStreamMapping(
+                db,
+                {
+                  ...streamSettingsOf(body),
+                  streamName: source.streamName,
+                  functionName,
+                  startingPosition: body['StartingPosition'],
+                  startingPositionTimestamp: timestampOf(body['StartingPositionTimestamp']),
+                  ...(body['ParallelizationFactor'] != null ? { parallelizationFactor: intIn(body['ParallelizationFactor'], 'ParallelizationFactor', 1, 10) } : {}),
+                },
+                ctx,
+                { refuseDuplicate: true },
+              ),
           );
           return { status: 202, body: streamBody(m, 'Creating') };
         }
@@ -237,7 +308,11 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
           const settings = settingsOf(body);
           const batchSize = settings.batchSize ?? 10;
           assertWindowForBatch(batchSize, settings.maxBatchingWindowMs ?? 0);
-          const m = await createEventSourceMapping(db, { ...settings, queueName: source.queueName, functionName }, ctx);
+          const m = await conflictInLambdaWords(
+            (uuid) =>
+              `An event source mapping with SQS arn (" ${queueArn(source.queueName)} ") and function (" ${functionName} ") already exists. Please update or delete the existing mapping with UUID ${uuid}`,
+            () => createEventSourceMapping(db, { ...settings, queueName: source.queueName, functionName }, ctx),
+          );
           return { status: 202, body: queueBody(m, 'Creating') };
         }
       }
@@ -258,8 +333,13 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
         all.push(...queue.map((m) => ({ key: m.id, body: queueBody(m) })));
       }
       if (source === null || source.kind === 'stream') {
+        // a change stream's own stream is listed as its table's DynamoDB stream below
         const streams = await listStreamMappings(db, { streamName: source?.kind === 'stream' ? source.streamName : null, functionName });
-        all.push(...streams.map((m) => ({ key: m.id, body: streamBody(m) })));
+        all.push(...streams.filter((m) => m.sourceTable === null).map((m) => ({ key: m.id, body: streamBody(m) })));
+      }
+      if (source === null || source.kind === 'change') {
+        const changes = await listChangeStreamMappings(db, { table: source?.kind === 'change' ? source.table : null, functionName });
+        all.push(...changes.filter((m) => source?.kind !== 'change' || tableNameOf(m.source) === source.table).map((m) => ({ key: m.id, body: changeBody(m) })));
       }
       if (source === null || source.kind === 'rabbitmq') {
         // NATS mappings have no Lambda shape: GraphQL and the CLI list them
@@ -281,6 +361,8 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
           return { status: 200, body: queueBody(found.mapping) };
         case 'stream':
           return { status: 200, body: streamBody(found.mapping) };
+        case 'change':
+          return { status: 200, body: changeBody(found.mapping) };
         case 'rabbitmq':
           return { status: 200, body: rabbitBody(found.mapping) };
       }
@@ -311,6 +393,17 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
           }
           const m = await updateBrokerMapping(db, ctx, before.id, patch, { secretKey: o.secretKey ?? null });
           return { status: 202, body: rabbitBody(m, stateOfUpdate(before.enabled, m.enabled)) };
+        }
+        case 'change': {
+          const before = found.mapping;
+          if (functionName !== undefined && functionName !== before.functionName) {
+            throw invalid('The function of a DynamoDB (change stream) event source mapping cannot be changed here: delete the mapping and create another');
+          }
+          if (body['ParallelizationFactor'] != null && intIn(body['ParallelizationFactor'], 'ParallelizationFactor', 1, 10) !== before.parallelizationFactor) {
+            throw invalid('ParallelizationFactor is set when an event source mapping is created here: delete the mapping and create another');
+          }
+          const m = await updateStreamMapping(db, before.id, streamSettingsOf(body), ctx);
+          return { status: 202, body: changeBody({ ...m, source: before.source }, stateOfUpdate(before.enabled, m.enabled)) };
         }
         case 'stream': {
           const before = found.mapping;
@@ -348,6 +441,11 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
           const m = await deleteStreamMapping(db, found.mapping.id, ctx);
           return { status: 202, body: streamBody(m, 'Deleting') };
         }
+        case 'change': {
+          // with its replication slot and publication: a forgotten slot holds WAL forever
+          const m = await deleteChangeStreamMapping(db, found.mapping.id, ctx);
+          return { status: 202, body: changeBody(m, 'Deleting') };
+        }
         case 'rabbitmq': {
           const m = await deleteBrokerMapping(db, ctx, found.mapping.id);
           return { status: 202, body: rabbitBody(m, 'Deleting') };
@@ -357,6 +455,21 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
   );
 
   return app;
+}
+
+/**
+ * Lambda's ResourceConflictException for a second mapping of one source to one function, in
+ * its words for that kind of source (SQS has its own sentence; Kinesis and DynamoDB streams share one).
+ */
+async function conflictInLambdaWords<T>(message: (uuid: string) => string, create: () => Promise<T>): Promise<T> {
+  try {
+    return await create();
+  } catch (e) {
+    if (e instanceof LedgerError && e.code === 'EventSourceMappingExists' && typeof e.details['uuid'] === 'string') {
+      throw new LedgerError('EventSourceMappingExists', message(e.details['uuid']), e.details);
+    }
+    throw e;
+  }
 }
 
 function refuseUnknown(body: Record<string, unknown>, known: ReadonlySet<string>, label: string): void {

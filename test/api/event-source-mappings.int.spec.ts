@@ -220,7 +220,7 @@ describe('event source mappings with the AWS SDK', () => {
         ['an unknown queue', () => client.send(new CreateEventSourceMappingCommand({ FunctionName: 'refusals-fn', EventSourceArn: queueArn('nope') })), 'ResourceNotFoundException', 404],
         ['an unknown function', () => client.send(new CreateEventSourceMappingCommand({ FunctionName: 'nope', EventSourceArn: queueArn('refusals') })), 'ResourceNotFoundException', 404],
         ['a second mapping of the queue to the function', () => client.send(new CreateEventSourceMappingCommand({ FunctionName: 'refusals-fn', EventSourceArn: queueArn('refusals') })), 'ResourceConflictException', 409],
-        ['a DynamoDB stream (no such source here)', () => client.send(new CreateEventSourceMappingCommand({ FunctionName: 'refusals-fn', EventSourceArn: 'arn:aws:dynamodb:us-east-1:000000000000:table/t/stream/2026', StartingPosition: 'LATEST' })), 'InvalidParameterValueException', 400],
+        ['a DynamoDB stream of a table that does not exist', () => client.send(new CreateEventSourceMappingCommand({ FunctionName: 'refusals-fn', EventSourceArn: 'arn:aws:dynamodb:us-east-1:000000000000:table/t/stream/2026', StartingPosition: 'LATEST' })), 'InvalidParameterValueException', 400],
         ['a Kinesis stream that does not exist', () => client.send(new CreateEventSourceMappingCommand({ FunctionName: 'refusals-fn', EventSourceArn: 'arn:aws:kinesis:us-east-1:000000000000:stream/s', StartingPosition: 'LATEST' })), 'ResourceNotFoundException', 404],
         ['a filter (not supported here)', () => client.send(new CreateEventSourceMappingCommand({ FunctionName: 'refusals-fn', EventSourceArn: queueArn('short'), FilterCriteria: { Filters: [{ Pattern: '{}' }] } })), 'InvalidParameterValueException', 400],
         ['a qualified function', () => client.send(new CreateEventSourceMappingCommand({ FunctionName: 'refusals-fn:live', EventSourceArn: queueArn('short') })), 'InvalidParameterValueException', 400],
@@ -234,6 +234,15 @@ describe('event source mappings with the AWS SDK', () => {
         const e = await refusal(send());
         expect([what, e.name, e.$metadata.httpStatusCode]).toEqual([what, name, status]);
       }
+      expect(await counts()).toEqual(before);
+
+      // Lambda's words for the duplicate, naming the mapping to update or delete; the function may be given by ARN
+      const dup = await refusal(client.send(new CreateEventSourceMappingCommand({ FunctionName: 'arn:aws:lambda:us-east-1:000000000000:function:refusals-fn', EventSourceArn: queueArn('refusals') })));
+      expect([dup.name, dup.$metadata.httpStatusCode, dup.message]).toEqual([
+        'ResourceConflictException',
+        409,
+        `An event source mapping with SQS arn (" ${queueArn('refusals')} ") and function (" refusals-fn ") already exists. Please update or delete the existing mapping with UUID ${first.UUID!}`,
+      ]);
       expect(await counts()).toEqual(before);
 
       // an update that changes nothing records nothing

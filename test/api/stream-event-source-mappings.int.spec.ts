@@ -237,7 +237,9 @@ describe('Kinesis mappings of native streams with the AWS SDK and GraphQL', () =
       );
       expect(m).toMatchObject({ State: 'Creating', StartingPosition: 'AT_TIMESTAMP', StartingPositionTimestamp: at, BatchSize: 100, ParallelizationFactor: 1, MaximumRetryAttempts: -1, MaximumRecordAgeInSeconds: -1 });
       expect((await getStreamMapping(t.db, m.UUID!))?.startingPositionTimestamp).toEqual(at);
-      const latest = await client.send(new CreateEventSourceMappingCommand({ FunctionName: 'positions-consumer', EventSourceArn: kinesisArn('positions'), StartingPosition: 'LATEST', Enabled: false }));
+      // one mapping per stream and function on the Lambda wire: the second one is of another function
+      await consumer(t.db, 'positions-latest');
+      const latest = await client.send(new CreateEventSourceMappingCommand({ FunctionName: 'positions-latest', EventSourceArn: kinesisArn('positions'), StartingPosition: 'LATEST', Enabled: false }));
       expect(latest.StartingPositionTimestamp).toBeUndefined();
       const listed = await client.send(new ListEventSourceMappingsCommand({ EventSourceArn: kinesisArn('positions') }));
       expect(listed.EventSourceMappings!.map((x) => [x.UUID, x.StartingPosition, x.State]).sort()).toEqual(
@@ -272,7 +274,7 @@ describe('Kinesis mappings of native streams with the AWS SDK and GraphQL', () =
         ['a tumbling window over 900 s', () => create({ TumblingWindowInSeconds: 901 }), 'InvalidParameterValueException', 400],
         ['a queue field on a stream', () => create({ ScalingConfig: { MaximumConcurrency: 2 } }), 'InvalidParameterValueException', 400],
         ['an SQS on-failure destination', () => create({ DestinationConfig: { OnFailure: { Destination: 'arn:aws:sqs:us-east-1:000000000000:refusals-dlq' } } }), 'InvalidParameterValueException', 400],
-        ['an unsupported source', () => create({ EventSourceArn: 'arn:aws:dynamodb:us-east-1:000000000000:table/t/stream/2026' }), 'InvalidParameterValueException', 400],
+        ['a DynamoDB stream of a table that does not exist', () => create({ EventSourceArn: 'arn:aws:dynamodb:us-east-1:000000000000:table/t/stream/2026' }), 'InvalidParameterValueException', 400],
         ['changing ParallelizationFactor', () => client.send(new UpdateEventSourceMappingCommand({ UUID: first.UUID!, ParallelizationFactor: 4 })), 'InvalidParameterValueException', 400],
         ['changing the function', () => client.send(new UpdateEventSourceMappingCommand({ UUID: first.UUID!, FunctionName: 'orders-consumer' })), 'InvalidParameterValueException', 400],
         ['a retry count under -1', () => client.send(new UpdateEventSourceMappingCommand({ UUID: first.UUID!, MaximumRetryAttempts: -2 })), 'InvalidParameterValueException', 400],
@@ -283,11 +285,46 @@ describe('Kinesis mappings of native streams with the AWS SDK and GraphQL', () =
       }
       expect(await counts()).toEqual(before);
 
+      // a second mapping of the stream to the function: Lambda's ResourceConflictException and words, whatever the settings
+      const dup = await refusal(create({ FunctionName: fnArn('refusals-consumer'), StartingPosition: 'TRIM_HORIZON', BatchSize: 5 }));
+      expect([dup.name, dup.$metadata.httpStatusCode, dup.message]).toEqual([
+        'ResourceConflictException',
+        409,
+        `The event source arn (" ${kinesisArn('refusals')} ") and function (" refusals-consumer ") provided mapping already exists. Please update or delete the existing mapping with UUID ${first.UUID!}`,
+      ]);
+      expect(await counts()).toEqual(before);
+
       // an update that changes nothing records nothing; the same ParallelizationFactor is no change
       const same = await client.send(new UpdateEventSourceMappingCommand({ UUID: first.UUID!, BatchSize: 100, ParallelizationFactor: 3 }));
       expect(same).toMatchObject({ State: 'Updating', BatchSize: 100, ParallelizationFactor: 3 });
       expect(await counts()).toEqual(before);
       expect((await client.send(new DeleteEventSourceMappingCommand({ UUID: first.UUID! }))).State).toBe('Deleting');
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('of concurrent creates of one stream and function, exactly one is made', async () => {
+    await createStream(t.db, { name: 'racing', shardCount: 2 });
+    await consumer(t.db, 'racing-consumer');
+    const client = sdk(admin);
+    try {
+      const results = await Promise.allSettled(
+        Array.from({ length: 6 }, () => client.send(new CreateEventSourceMappingCommand({ FunctionName: 'racing-consumer', EventSourceArn: kinesisArn('racing'), StartingPosition: 'LATEST', Enabled: false }))),
+      );
+      const made = results.filter((r) => r.status === 'fulfilled');
+      expect(made).toHaveLength(1);
+      const uuid = (made[0] as PromiseFulfilledResult<{ UUID?: string }>).value.UUID!;
+      for (const r of results.filter((x) => x.status === 'rejected')) {
+        expect((r as PromiseRejectedResult).reason).toMatchObject({ name: 'ResourceConflictException', message: expect.stringContaining(`existing mapping with UUID ${uuid}`) as unknown });
+      }
+      const listed = await client.send(new ListEventSourceMappingsCommand({ EventSourceArn: kinesisArn('racing') }));
+      expect(listed.EventSourceMappings!.map((m) => m.UUID)).toEqual([uuid]);
+      expect((await client.send(new DeleteEventSourceMappingCommand({ UUID: uuid }))).State).toBe('Deleting');
+      // once deleted, the pair may be mapped again
+      const again = await client.send(new CreateEventSourceMappingCommand({ FunctionName: 'racing-consumer', EventSourceArn: kinesisArn('racing'), StartingPosition: 'LATEST', Enabled: false }));
+      expect(again.UUID).not.toBe(uuid);
+      await client.send(new DeleteEventSourceMappingCommand({ UUID: again.UUID! }));
     } finally {
       client.destroy();
     }

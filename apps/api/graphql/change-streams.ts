@@ -10,7 +10,7 @@ import {
   type ChangeStreamMapping,
 } from '../../../db/change-streams.ts';
 import { listCheckpoints } from '../../../db/streams.ts';
-import type { GraphQLContext } from './resolvers.ts';
+import { changeContext, type GraphQLContext } from './resolvers.ts';
 
 export const changeStreamTypeDefs = /* GraphQL */ `
   enum StreamViewType {
@@ -115,9 +115,9 @@ export const changeStreamResolvers = {
   },
   Mutation: {
     createChangeStreamEventSourceMapping: (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) =>
-      createChangeStreamMapping(ctx.deps.db, withoutNulls(args.input)),
+      createChangeStreamMapping(ctx.deps.db, withoutNulls(args.input), changeContext(ctx)),
     deleteChangeStreamEventSourceMapping: async (_: unknown, args: { id: string }, ctx: GraphQLContext) => {
-      await deleteChangeStreamMapping(ctx.deps.db, args.id);
+      await deleteChangeStreamMapping(ctx.deps.db, args.id, changeContext(ctx));
       return true;
     },
   },

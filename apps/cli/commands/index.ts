@@ -17,6 +17,7 @@ import retention from './retention.ts';
 import seal from './seal.ts';
 import sql from './sql.ts';
 import start from './start.ts';
+import streams from './streams.ts';
 import treeHead from './tree-head.ts';
 import verify from './verify.ts';
 
@@ -38,5 +39,6 @@ export const COMMANDS: RegisterCommand[] = [
   retention,
   schedules,
   brokers,
+  streams,
   replay,
 ];
