@@ -90,14 +90,15 @@ export interface AttemptLogsTable {
 // ---------------------------------------------------------------------------------
 // the other tables, in name order
 
+/** Write-once but for revoked_at (migrations/0006): no other column can be updated. */
 export interface ApiKeysTable {
-  id: string;
-  name: string | null;
-  scopes: string[];
-  secret_sha256: Buffer;
-  sigv4_secret_format: string;
-  sigv4_secret: Buffer;
-  created_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  id: ColumnType<string, string, never>;
+  name: ColumnType<string | null, string | null, never>;
+  scopes: ColumnType<string[], string[], never>;
+  secret_sha256: ColumnType<Buffer, Buffer, never>;
+  sigv4_secret_format: ColumnType<'plain' | 'aes-256-gcm', 'plain' | 'aes-256-gcm', never>;
+  sigv4_secret: ColumnType<Buffer, Buffer, never>;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
   revoked_at: Timestamp | null;
 }
 
