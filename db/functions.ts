@@ -152,11 +152,13 @@ async function writeVersion(tx: Executor, name: string, version: number, config:
 
 async function syncConcurrency(tx: Executor, name: string, reserved: number | null): Promise<void> {
   if (reserved === null) {
-    await sql`delete from ledger.function_concurrency where name = ${name}`.execute(tx);
+    await tx.deleteFrom('ledger.function_concurrency').where('name', '=', name).execute();
   } else {
-    await sql`
-      insert into ledger.function_concurrency (name, reserved) values (${name}, ${reserved})
-      on conflict (name) do update set reserved = excluded.reserved`.execute(tx);
+    await tx
+      .insertInto('ledger.function_concurrency')
+      .values({ name, reserved })
+      .onConflict((oc) => oc.column('name').doUpdateSet((eb) => ({ reserved: eb.ref('excluded.reserved') })))
+      .execute();
   }
 }
 
@@ -199,7 +201,7 @@ export async function updateFunction(
     const config = parseConfig(merged, checks);
     if (JSON.stringify(config) === JSON.stringify(functionConfigSchema.parse(currentConfig))) return current;
     const version = current.version + 1;
-    await sql`update ledger.functions set latest_version = ${version}, updated_at = now() where name = ${name}`.execute(tx);
+    await tx.updateTable('ledger.functions').set({ latest_version: version, updated_at: sql<Date>`now()` }).where('name', '=', name).execute();
     return writeVersion(tx, name, version, config);
   });
 }
@@ -230,9 +232,9 @@ export async function deleteFunction(db: Executor, name: string): Promise<boolea
       .where('deleted_at', 'is', null)
       .executeTakeFirst();
     if (numUpdatedRows === 0n) throw new LedgerError('FunctionNotFound', `function ${name} does not exist`);
-    await sql`delete from ledger.function_concurrency where name = ${name}`.execute(tx);
+    await tx.deleteFrom('ledger.function_concurrency').where('name', '=', name).execute();
     // an alias names versions of this life of the function; its history stays in ledger.changes
-    await sql`delete from ledger.function_aliases where name = ${name}`.execute(tx);
+    await tx.deleteFrom('ledger.function_aliases').where('name', '=', name).execute();
     return true;
   });
 }

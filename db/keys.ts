@@ -4,11 +4,11 @@
 // because the server recomputes the client's HMAC with it: it is sealed with AES-256-GCM
 // under LEDGER_SECRET_KEY when one is configured, and stored as is otherwise.
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Selectable } from 'kysely';
 import { appendChange } from './changes.ts';
 import { LedgerError } from './errors.ts';
 import { inTransaction } from './functions.ts';
-import type { Executor } from './schema.ts';
+import type { ApiKeysTable, Executor } from './schema.ts';
 
 export const SCOPES = ['invoke', 'admin', 'audit'] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -21,7 +21,7 @@ const TOKEN = /^il_(IL[A-Z2-7]{18})_([A-Za-z0-9_-]{43})$/;
 /** LEDGER_SECRET_KEY must carry at least this many characters (e.g. `openssl rand -base64 32`). */
 export const MIN_SECRET_KEY_LENGTH = 32;
 
-export type SigV4SecretFormat = 'plain' | 'aes-256-gcm';
+export type SigV4SecretFormat = Selectable<ApiKeysTable>['sigv4_secret_format'];
 
 export interface ApiKeyInfo {
   id: string;
@@ -48,16 +48,7 @@ export interface StoredApiKey extends ApiKeyInfo {
   sigv4Secret: Buffer;
 }
 
-interface KeyRow {
-  id: string;
-  name: string | null;
-  scopes: string[];
-  secret_sha256: Buffer;
-  sigv4_secret_format: SigV4SecretFormat;
-  sigv4_secret: Buffer;
-  created_at: Date;
-  revoked_at: Date | null;
-}
+type KeyRow = Selectable<ApiKeysTable>;
 
 const toInfo = (r: KeyRow): ApiKeyInfo => ({
   id: r.id,
@@ -133,44 +124,46 @@ export async function createApiKey(
   const secretAccessKey = randomBytes(30).toString('base64'); // 40 characters, like AWS's
   const { format, sealed } = sealSigV4Secret(id, secretAccessKey, options.secretKey);
   // the key and its change in ledger.changes (docs/changes.md) together; never a secret in the change
-  const rows = await inTransaction(db, async (tx) => {
-    const inserted = await sql<KeyRow>`
-      insert into ledger.api_keys (id, name, scopes, secret_sha256, sigv4_secret_format, sigv4_secret)
-      values (${id}, ${name}, ${scopes}::text[], ${sha256(secret)}, ${format}, ${sealed})
-      returning *`.execute(tx);
+  const row = await inTransaction(db, async (tx) => {
+    const inserted = await tx
+      .insertInto('ledger.api_keys')
+      .values({ id, name, scopes, secret_sha256: sha256(secret), sigv4_secret_format: format, sigv4_secret: sealed })
+      .returningAll()
+      .executeTakeFirstOrThrow();
     await appendChange(tx, { resourceType: 'api_key', resourceName: id, action: 'created', actor: options.actor ?? 'cli', data: { after: { name, scopes } } });
-    return inserted.rows;
+    return inserted;
   });
-  return { ...toInfo(rows[0] as KeyRow), token: `il_${id}_${secret}`, accessKeyId: id, secretAccessKey };
+  return { ...toInfo(row), token: `il_${id}_${secret}`, accessKeyId: id, secretAccessKey };
 }
 
 export async function listApiKeys(db: Executor, options: { includeRevoked?: boolean } = {}): Promise<ApiKeyInfo[]> {
-  const { rows } = await sql<KeyRow>`
-    select * from ledger.api_keys
-    where ${options.includeRevoked ?? true} or revoked_at is null
-    order by created_at, id`.execute(db);
+  let query = db.selectFrom('ledger.api_keys').selectAll();
+  if (options.includeRevoked === false) query = query.where('revoked_at', 'is', null);
+  const rows = await query.orderBy('created_at').orderBy('id').execute();
   return rows.map(toInfo);
 }
 
 /** Revokes a key; revoking an already revoked key returns it unchanged. */
 export async function revokeApiKey(db: Executor, id: string, options: { actor?: string } = {}): Promise<ApiKeyInfo> {
   return inTransaction(db, async (tx) => {
-    const { rows: before } = await sql<{ revoked_at: Date | null }>`select revoked_at from ledger.api_keys where id = ${id} for update`.execute(tx);
-    if (!before[0]) throw new LedgerError('InvalidParameter', `no API key with id ${id}`);
-    const { rows } = await sql<KeyRow>`
-      update ledger.api_keys set revoked_at = coalesce(revoked_at, now())
-      where id = ${id} returning *`.execute(tx);
+    const before = await tx.selectFrom('ledger.api_keys').select('revoked_at').where('id', '=', id).forUpdate().executeTakeFirst();
+    if (!before) throw new LedgerError('InvalidParameter', `no API key with id ${id}`);
+    const row = await tx
+      .updateTable('ledger.api_keys')
+      .set((eb) => ({ revoked_at: eb.fn.coalesce('revoked_at', sql<Date>`now()`) }))
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
     // revoking a revoked key changes nothing, and records nothing
-    if (before[0].revoked_at === null) await appendChange(tx, { resourceType: 'api_key', resourceName: id, action: 'revoked', actor: options.actor ?? 'cli' });
-    return toInfo(rows[0] as KeyRow);
+    if (before.revoked_at === null) await appendChange(tx, { resourceType: 'api_key', resourceName: id, action: 'revoked', actor: options.actor ?? 'cli' });
+    return toInfo(row);
   });
 }
 
 /** The key with this id, revoked or not; null when there is none. */
 export async function findApiKey(db: Executor, id: string): Promise<StoredApiKey | null> {
   if (!KEY_ID.test(id)) return null;
-  const { rows } = await sql<KeyRow>`select * from ledger.api_keys where id = ${id}`.execute(db);
-  const r = rows[0];
+  const r = await db.selectFrom('ledger.api_keys').selectAll().where('id', '=', id).executeTakeFirst();
   return r ? { ...toInfo(r), secretSha256: r.secret_sha256, sigv4Secret: r.sigv4_secret } : null;
 }
 

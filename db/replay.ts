@@ -14,6 +14,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import { IDEMPOTENCY_TTL_SECONDS, toLedgerEvent, type EventRowRaw } from './invocations.ts';
 import { partitionProblems } from './retention/partitions.ts';
+import { deleteKeys, deleteUnexplained, LedgerTime, ProjectionRows, upsertKeyOwners, writeProjections } from './projections.ts';
 import { fold, isTerminal, whyNotAtEnd, type InvocationState, type LedgerEvent } from './lifecycle.ts';
 import type { Db, Executor } from './schema.ts';
 
@@ -31,13 +32,6 @@ export interface VerifyProblem {
 
 // ---------------------------------------------------------------------------------
 // exact time
-
-/** An event's time: a Date (milliseconds) that remembers the microseconds the ledger stores. */
-class LedgerTime extends Date {
-  constructor(readonly exact: string) {
-    super(`${exact.slice(0, 23)}Z`);
-  }
-}
 
 /** ISO 8601 in UTC with six fractional digits; the fold copies event times, so they stay exact. */
 function exactIso(d: Date): string {
@@ -525,8 +519,7 @@ async function repairInvocations(db: Db, ids: readonly string[], leaseMs: number
       const { page, keys } = await inspect(tx, mine);
       const todo = page.filter((x) => x.state && x.projection.length > 0);
       if (todo.length === 0) return { repaired: 0, busy: [...busy] };
-      await writeInvocations(tx, todo.map((x) => expectedInvocation(x.state as InvocationState)));
-      await writeQueue(tx, todo, leaseMs);
+      await writeProjections(tx, projectionRows(todo, leaseMs));
       await writeKeys(tx, todo, keys);
       return { repaired: todo.length, busy: [...busy] };
     });
@@ -536,62 +529,27 @@ async function repairInvocations(db: Db, ids: readonly string[], leaseMs: number
   }
 }
 
-async function writeInvocations(tx: Executor, rows: InvocationRow[]): Promise<void> {
-  const col = <K extends keyof InvocationRow>(k: K) => rows.map((r) => r[k]);
-  await sql`
-    insert into ledger.invocations as i (id, function_name, function_version, invocation_type, status, attempts,
-      failures_since_redrive, last_seq, last_event_type, idempotency_key, error_type, dead_letter_reason,
-      accepted_at, started_at, finished_at, updated_at)
-    select * from unnest(${col('id')}::uuid[], ${col('function_name')}::text[], ${col('function_version')}::int[],
-      ${col('invocation_type')}::text[], ${col('status')}::text[], ${col('attempts')}::int[],
-      ${col('failures_since_redrive')}::int[], ${col('last_seq')}::int[], ${col('last_event_type')}::text[],
-      ${col('idempotency_key')}::text[], ${col('error_type')}::text[], ${col('dead_letter_reason')}::text[],
-      ${col('accepted_at')}::timestamptz[], ${col('started_at')}::timestamptz[], ${col('finished_at')}::timestamptz[],
-      ${col('updated_at')}::timestamptz[])
-    on conflict (id) do update set function_name = excluded.function_name, function_version = excluded.function_version,
-      invocation_type = excluded.invocation_type, status = excluded.status, attempts = excluded.attempts,
-      failures_since_redrive = excluded.failures_since_redrive, last_seq = excluded.last_seq,
-      last_event_type = excluded.last_event_type, idempotency_key = excluded.idempotency_key,
-      error_type = excluded.error_type, dead_letter_reason = excluded.dead_letter_reason,
-      accepted_at = excluded.accepted_at, started_at = excluded.started_at, finished_at = excluded.finished_at,
-      updated_at = excluded.updated_at`.execute(tx);
-}
-
-async function writeQueue(tx: Executor, todo: Inspected[], leaseMs: number): Promise<void> {
-  const done = todo.filter((x) => isTerminal((x.state as InvocationState).status)).map((x) => x.id);
-  if (done.length > 0) await sql`delete from ledger.queue where invocation_id = any(${done}::uuid[])`.execute(tx);
-  const rows = todo
-    .filter((x) => !isTerminal((x.state as InvocationState).status))
-    .map((x) => {
-      const want = expectedQueue(x.state as InvocationState, x.maxEventAgeSeconds);
-      const q = x.queue;
-      // keep what is operational and still sound: a throttled due time, a lease the worker renews
-      const keepRunAt = !want.running && q && FINITE.test(q.run_at) && micros(q.run_at) >= want.runAtFrom && micros(q.run_at) <= want.runAtTo;
-      const keepLease = want.running && q && q.locked_by === want.row.locked_by && q.lease_expires_at !== null && FINITE.test(q.lease_expires_at);
-      return {
-        id: x.id,
-        ...want.row,
-        run_at: keepRunAt ? q.run_at : fromMicros(want.due),
-        running: want.running,
-        lease: keepLease ? q.lease_expires_at : null,
-      };
-    });
-  if (rows.length === 0) return;
-  const col = <K extends keyof (typeof rows)[number]>(k: K) => rows.map((r) => r[k]);
-  await sql`
-    insert into ledger.queue (invocation_id, function_name, function_version, invocation_type, attempt, run_at,
-      accepted_at, locked_by, lease_expires_at)
-    select id, fn, ver, itype, attempt, run_at, accepted_at, locked_by,
-      case when running then coalesce(lease, statement_timestamp() + make_interval(secs => ${leaseMs / 1000})) end
-    from unnest(${col('id')}::uuid[], ${col('function_name')}::text[], ${col('function_version')}::int[],
-      ${col('invocation_type')}::text[], ${col('attempt')}::int[], ${col('run_at')}::timestamptz[],
-      ${col('accepted_at')}::timestamptz[], ${col('locked_by')}::text[], ${col('running')}::boolean[],
-      ${col('lease')}::timestamptz[])
-      as t(id, fn, ver, itype, attempt, run_at, accepted_at, locked_by, running, lease)
-    on conflict (invocation_id) do update set function_name = excluded.function_name,
-      function_version = excluded.function_version, invocation_type = excluded.invocation_type,
-      attempt = excluded.attempt, run_at = excluded.run_at, accepted_at = excluded.accepted_at,
-      locked_by = excluded.locked_by, lease_expires_at = excluded.lease_expires_at`.execute(tx);
+/**
+ * The rows the events imply, through the writer's projection code (db/projections.ts),
+ * keeping what is operational and still sound: a throttled due time, a lease the worker
+ * renews. A running attempt without a lease gets `leaseMs`.
+ */
+function projectionRows(todo: Inspected[], leaseMs: number): ProjectionRows {
+  const rows = new ProjectionRows();
+  for (const x of todo) {
+    const s = x.state as InvocationState;
+    rows.invocation(s);
+    if (isTerminal(s.status)) {
+      rows.dequeue(x.id);
+      continue;
+    }
+    const want = expectedQueue(s, x.maxEventAgeSeconds);
+    const q = x.queue;
+    const keepRunAt = !want.running && q && FINITE.test(q.run_at) && micros(q.run_at) >= want.runAtFrom && micros(q.run_at) <= want.runAtTo;
+    const keepLease = want.running && q && q.locked_by === want.row.locked_by && q.lease_expires_at !== null && FINITE.test(q.lease_expires_at);
+    rows.queue(s, { leaseMs, runAt: keepRunAt ? q.run_at : fromMicros(want.due), leaseUntil: keepLease ? q.lease_expires_at : null });
+  }
+  return rows;
 }
 
 async function writeKeys(tx: Executor, todo: Inspected[], keys: KeyRow[]): Promise<void> {
@@ -601,25 +559,11 @@ async function writeKeys(tx: Executor, todo: Inspected[], keys: KeyRow[]): Promi
     const s = ids.has(k.invocation_id) ? todo.find((x) => x.id === k.invocation_id)?.state : undefined;
     return s && (s.functionName !== k.function_name || s.idempotencyKey !== k.key);
   });
-  if (wrong.length > 0) {
-    await sql`
-      delete from ledger.idempotency_keys k
-      using unnest(${wrong.map((k) => k.function_name)}::text[], ${wrong.map((k) => k.key)}::text[], ${wrong.map((k) => k.invocation_id)}::uuid[])
-        as t(fn, key, id)
-      where k.function_name = t.fn and k.key = t.key and k.invocation_id = t.id`.execute(tx);
-  }
+  await deleteKeys(tx, wrong);
   const owners = [...expectedKeys(todo, keys).values()].filter((o) => ids.has(o.id));
-  if (owners.length === 0) return;
-  // Key rows are not locked: an accept may take an expired key over meanwhile. Replace only
-  // the row that was read (a wrong one is gone already), never one written since.
+  // Key rows are not locked: replace only the row that was read (a wrong one is gone already), never one written since.
   const seen = new Map(keys.filter((k) => !wrong.includes(k)).map((k) => [`${k.function_name}\u0000${k.key}`, k.invocation_id]));
-  await sql`
-    insert into ledger.idempotency_keys as k (function_name, key, invocation_id, expires_at)
-    select fn, key, id, accepted_at + make_interval(secs => ${IDEMPOTENCY_TTL_SECONDS})
-    from unnest(${owners.map((o) => o.fn)}::text[], ${owners.map((o) => o.key)}::text[], ${owners.map((o) => o.id)}::uuid[],
-      ${owners.map((o) => o.acceptedAt)}::timestamptz[]) as t(fn, key, id, accepted_at)
-    on conflict (function_name, key) do update set invocation_id = excluded.invocation_id, expires_at = excluded.expires_at
-      where k.invocation_id = any(${owners.flatMap((o) => seen.get(`${o.fn}\u0000${o.key}`) ?? [])}::uuid[])`.execute(tx);
+  await upsertKeyOwners(tx, owners, owners.flatMap((o) => seen.get(`${o.fn}\u0000${o.key}`) ?? []), IDEMPOTENCY_TTL_SECONDS);
 }
 
 /** Removes rows that no event explains; returns how many. Each delete re-checks its rows. */
@@ -628,20 +572,7 @@ async function removeOrphans(db: Db): Promise<number> {
   for (;;) {
     const o = await findOrphans(db, 1_000);
     if (o.invocations.length + o.queue.length + o.keys.length === 0) return removed;
-    const queueIds = [...o.queue, ...o.invocations];
-    const q = await sql`
-      delete from ledger.queue q where invocation_id = any(${queueIds}::uuid[])
-        and (not exists (select 1 from ledger.invocations i where i.id = q.invocation_id)
-             or not exists (select 1 from ledger.events e where e.invocation_id = q.invocation_id and e.seq = 1))`.execute(db);
-    const i = await sql`
-      delete from ledger.invocations i where id = any(${o.invocations}::uuid[])
-        and not exists (select 1 from ledger.events e where e.invocation_id = i.id and e.seq = 1)`.execute(db);
-    const k = await sql`
-      delete from ledger.idempotency_keys k
-      using unnest(${o.keys.map((r) => r.fn)}::text[], ${o.keys.map((r) => r.key)}::text[], ${o.keys.map((r) => r.id)}::uuid[]) as t(fn, key, id)
-      where k.function_name = t.fn and k.key = t.key and k.invocation_id = t.id
-        and not exists (select 1 from ledger.events e where e.invocation_id = k.invocation_id and e.seq = 1)`.execute(db);
-    const n = Number(q.numAffectedRows ?? 0) + Number(i.numAffectedRows ?? 0) + Number(k.numAffectedRows ?? 0);
+    const n = await deleteUnexplained(db, o);
     if (n === 0) return removed; // what is left was explained meanwhile
     removed += n;
   }

@@ -2,9 +2,11 @@
 // projections it implies (`ledger.invocations`, `ledger.queue`, attempt logs), in one
 // statement per batch: the events, the projection upserts and the queue changes are
 // data-modifying CTEs over arrays passed through unnest, so a batch of any size costs
-// one round trip. The lifecycle rules are checked in JS before anything is sent.
+// one round trip. The lifecycle rules are checked in JS before anything is sent. The
+// projection rows and their CTEs come from db/projections.ts, which a rebuild reuses.
 import { sql } from 'kysely';
 import { PREPARED } from './connection.ts';
+import { plain, ProjectionRows, projectionCtes, TX_NOW } from './projections.ts';
 import { SequenceConflict } from './errors.ts';
 import {
   apply,
@@ -50,12 +52,6 @@ export const DEFAULT_LEASE_MS = 5 * 60_000;
 export const EVENTS_CHANNEL = 'ledger_events';
 /** NOTIFYed only when an append makes async work due now (accept, redrive): the claim loops */
 export const WORK_CHANNEL = 'ledger_work';
-
-// Folding happens before the transaction's clock is known; this marker stands for
-// "when the statement runs" and is sent as 'infinity', which ledger.at_statement() turns
-// into statement_timestamp(): the same instant as the events' occurred_at.
-const TX_NOW = new Date(8.64e15);
-const ts = (d: Date | null): string | null => (d === null ? null : d.getTime() === TX_NOW.getTime() ? 'infinity' : d.toISOString());
 
 /** Appends to one invocation; throws SequenceConflict or LifecycleViolation. */
 export async function appendEvents(db: Executor, request: AppendRequest): Promise<AppendResult> {
@@ -127,27 +123,6 @@ function resolveNow(state: InvocationState, now: Date): InvocationState {
   };
 }
 
-/**
- * An array literal for elements that never need quoting: uuids, integers, timestamps
- * as ISO strings and the lifecycle's own words. pg's serializer would run a regex over
- * every element to escape it. Free text (function names, which may spell NULL, worker
- * ids, JSON, logs) keeps pg's escaping.
- */
-function plain(values: readonly (string | number | null)[]): string {
-  let out = '{';
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    // a test, not a replace: no new string per element, and a value that would need
-    // quoting (an id that is not a uuid, say) can never shift the arrays out of line
-    if (typeof v === 'string' && (NEEDS_QUOTES.test(v) || v.length === 0 || (v.length === 4 && v.toUpperCase() === 'NULL'))) {
-      throw new Error(`not a plain array element: ${JSON.stringify(v)}`);
-    }
-    out += `${i === 0 ? '' : ','}${v === null || v === undefined ? 'NULL' : v}`;
-  }
-  return `${out}}`;
-}
-const NEEDS_QUOTES = /[\s,{}"\\]/;
-
 async function writeStatement(
   db: Executor,
   planned: readonly { req: AppendRequest; state: InvocationState }[],
@@ -158,22 +133,8 @@ async function writeStatement(
   const eType: string[] = [];
   const eAttempt: (number | null)[] = [];
   const eData: string[] = [];
-  // ledger.invocations
-  const p = {
-    id: [] as string[], fn: [] as string[], ver: [] as number[], itype: [] as string[], status: [] as string[],
-    attempts: [] as number[], failures: [] as number[], lastSeq: [] as number[], lastType: [] as string[],
-    idem: [] as (string | null)[], errType: [] as (string | null)[], dlReason: [] as (string | null)[],
-    acceptedAt: [] as (string | null)[], startedAt: [] as (string | null)[], finishedAt: [] as (string | null)[],
-    updatedAt: [] as (string | null)[],
-  };
-  // ledger.queue: rows to upsert and rows to remove
-  const q = {
-    id: [] as string[], fn: [] as string[], ver: [] as number[], itype: [] as string[], attempt: [] as number[],
-    runAt: [] as (string | null)[], acceptedAt: [] as (string | null)[], lockedBy: [] as (string | null)[],
-    leaseMs: [] as (number | null)[],
-  };
-  const dequeue: string[] = [];
-  const logs = { id: [] as string[], attempt: [] as number[], text: [] as string[] };
+  // ledger.invocations, ledger.queue, ledger.attempt_logs (db/projections.ts)
+  const rows = new ProjectionRows();
   // sync attempts, `started`, outcomes and retries due later wake no claim loop: the
   // worker that schedules a retry wakes itself at its runAt, and polling covers the rest
   let workDue = false;
@@ -188,73 +149,24 @@ async function writeStatement(
       eAttempt.push(attemptOf(e));
       eData.push(JSON.stringify(e.data));
     }
-    p.id.push(state.id); p.fn.push(state.functionName); p.ver.push(state.functionVersion);
-    p.itype.push(state.invocationType); p.status.push(state.status); p.attempts.push(state.attempts);
-    p.failures.push(state.failuresSinceRedrive); p.lastSeq.push(state.lastSeq); p.lastType.push(state.lastType);
-    p.idem.push(state.idempotencyKey); p.errType.push(state.errorType); p.dlReason.push(state.deadLetterReason);
-    p.acceptedAt.push(ts(state.acceptedAt)); p.startedAt.push(ts(state.startedAt));
-    p.finishedAt.push(ts(state.finishedAt)); p.updatedAt.push(ts(state.updatedAt));
+    rows.invocation(state);
     if (isQueued(state)) {
-      const running = state.status === 'running';
-      q.id.push(state.id); q.fn.push(state.functionName); q.ver.push(state.functionVersion);
-      q.itype.push(state.invocationType); q.attempt.push(state.attempts);
-      q.runAt.push(ts(state.runAt ?? state.updatedAt));
       // a prior state read back holds acceptedAt in milliseconds: the row a redrive inserts
-      // again copies the projection's microseconds (null here, see the enq CTE). Any other
-      // append to an unfinished invocation updates an existing row, which keeps its own.
-      q.acceptedAt.push(req.events.some((e) => e.type === 'redriven') ? null : ts(state.acceptedAt));
-      q.lockedBy.push(running ? state.workerId : null);
-      q.leaseMs.push(running ? (req.leaseMs ?? DEFAULT_LEASE_MS) : null);
-      if (!running && state.invocationType === 'async' && (state.runAt === null || state.runAt.getTime() === TX_NOW.getTime() || state.runAt.getTime() <= now)) workDue = true;
+      // again copies the projection's microseconds. Any other append to an unfinished
+      // invocation updates an existing row, which keeps its own.
+      rows.queue(state, { leaseMs: req.leaseMs ?? DEFAULT_LEASE_MS, acceptedAt: req.events.some((e) => e.type === 'redriven') ? 'projection' : 'state' });
+      if (state.status !== 'running' && state.invocationType === 'async' && (state.runAt === null || state.runAt.getTime() === TX_NOW.getTime() || state.runAt.getTime() <= now)) workDue = true;
     } else if (req.expectedSeq > 0) {
-      dequeue.push(state.id);
+      rows.dequeue(state.id);
     }
-    if (req.log) {
-      logs.id.push(req.invocationId); logs.attempt.push(req.log.attempt); logs.text.push(req.log.text);
-    }
+    if (req.log) rows.log(req.invocationId, req.log.attempt, req.log.text);
   }
 
   const result = await sql<{ occurred_ms: number }>`${sql.raw(PREPARED)}
     with ev as (
       insert into ledger.events (invocation_id, seq, type, attempt, data)
       select * from unnest(${plain(eInv)}::uuid[], ${plain(eSeq)}::int[], ${plain(eType)}::text[], ${plain(eAttempt)}::int[], ${eData}::jsonb[])
-    ), proj as (
-      insert into ledger.invocations as i (id, function_name, function_version, invocation_type, status, attempts,
-        failures_since_redrive, last_seq, last_event_type, idempotency_key, error_type, dead_letter_reason,
-        accepted_at, started_at, finished_at, updated_at)
-      select id, fn, ver, itype, status, attempts, failures, last_seq, last_type, idem, err_type, dl_reason,
-        ledger.at_statement(accepted_at), ledger.at_statement(started_at), ledger.at_statement(finished_at),
-        ledger.at_statement(updated_at)
-      from unnest(${plain(p.id)}::uuid[], ${p.fn}::text[], ${plain(p.ver)}::int[], ${plain(p.itype)}::text[], ${plain(p.status)}::text[],
-        ${plain(p.attempts)}::int[], ${plain(p.failures)}::int[], ${plain(p.lastSeq)}::int[], ${plain(p.lastType)}::text[], ${p.idem}::text[],
-        ${p.errType}::text[], ${p.dlReason}::text[], ${plain(p.acceptedAt)}::timestamptz[], ${plain(p.startedAt)}::timestamptz[],
-        ${plain(p.finishedAt)}::timestamptz[], ${plain(p.updatedAt)}::timestamptz[])
-        as t(id, fn, ver, itype, status, attempts, failures, last_seq, last_type, idem, err_type, dl_reason,
-             accepted_at, started_at, finished_at, updated_at)
-      on conflict (id) do update set
-        status = excluded.status, attempts = excluded.attempts, failures_since_redrive = excluded.failures_since_redrive,
-        last_seq = excluded.last_seq, last_event_type = excluded.last_event_type, error_type = excluded.error_type,
-        dead_letter_reason = excluded.dead_letter_reason, started_at = coalesce(i.started_at, excluded.started_at), -- set once; JS Dates would drop its microseconds
-        finished_at = excluded.finished_at, updated_at = excluded.updated_at
-    ), enq as (
-      insert into ledger.queue (invocation_id, function_name, function_version, invocation_type, attempt, run_at,
-        accepted_at, locked_by, lease_expires_at)
-      select id, fn, ver, itype, attempt, ledger.at_statement(run_at),
-             coalesce(ledger.at_statement(accepted_at), (select i.accepted_at from ledger.invocations i where i.id = t.id)), locked_by,
-             case when lease_ms is null then null else statement_timestamp() + make_interval(secs => lease_ms / 1000.0) end
-      from unnest(${plain(q.id)}::uuid[], ${q.fn}::text[], ${plain(q.ver)}::int[], ${plain(q.itype)}::text[], ${plain(q.attempt)}::int[],
-        ${plain(q.runAt)}::timestamptz[], ${plain(q.acceptedAt)}::timestamptz[], ${q.lockedBy}::text[], ${plain(q.leaseMs)}::int[])
-        as t(id, fn, ver, itype, attempt, run_at, accepted_at, locked_by, lease_ms)
-      on conflict (invocation_id) do update set
-        attempt = excluded.attempt, run_at = excluded.run_at, locked_by = excluded.locked_by,
-        lease_expires_at = excluded.lease_expires_at
-    ), deq as (
-      delete from ledger.queue where invocation_id = any(${plain(dequeue)}::uuid[])
-    ), lg as (
-      insert into ledger.attempt_logs (invocation_id, attempt, log)
-      select * from unnest(${plain(logs.id)}::uuid[], ${plain(logs.attempt)}::int[], ${logs.text}::text[])
-      on conflict (invocation_id, attempt) do update set log = excluded.log
-    ), wake as (
+    ), ${projectionCtes(rows, 'append')}, wake as (
       select pg_notify(${EVENTS_CHANNEL}, '') as events,
              case when ${workDue}::boolean then pg_notify(${WORK_CHANNEL}, '') end as work
     )
