@@ -422,6 +422,10 @@ export interface StreamBatchesTable {
   created_at: ColumnType<Date, Date | string | undefined, Date | string>;
   lane: Generated<number>;
   sequence_numbers: string[] | null;
+  window_start: Timestamp | null;
+  window_end: Timestamp | null;
+  final_invoke_for_window: boolean | null;
+  window_terminated_early: boolean | null;
 }
 
 export interface StreamCheckpointMovesTable {
@@ -449,6 +453,11 @@ export interface StreamCheckpointsTable {
   retry_at: Timestamp | null;
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
   lane: Generated<number>;
+  window_start: Timestamp | null;
+  window_end: Timestamp | null;
+  window_state: Json | null;
+  window_terminated_early: Generated<boolean>;
+  window_closed_until: Timestamp | null;
 }
 
 export interface StreamMappingsTable {
@@ -469,6 +478,7 @@ export interface StreamMappingsTable {
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
   parallelization_factor: Generated<number>;
   source_table: string | null;
+  tumbling_window_seconds: Generated<number>;
 }
 
 export interface StreamRecordsTable {
