@@ -177,7 +177,18 @@ const changeMappingExists = (schema: string, table: string, functionName: string
   new LedgerError('EventSourceMappingExists', `A change stream mapping of table ${schema}.${table} to function ${functionName} already exists: update or delete the mapping with UUID ${uuid}`, { uuid });
 
 /** The table's primary key columns and replica identity, or why it cannot be a source. */
+/**
+ * The ledger's own schemas, the auditor's views, restored archives and PostgreSQL's catalogs:
+ * never a source. A change stream hands every row to a function, so mapping one of these
+ * would let an admin key read the service's secrets (key hashes, sealed broker URLs) through
+ * a function (docs/streams.md).
+ */
+const NOT_A_SOURCE = /^(ledger|audit|ledger_archive|information_schema|pg_.*)$/;
+
 async function describeTable(db: Executor, schema: string, table: string): Promise<{ keyColumns: string[]; identity: 'd' | 'f' | 'i' | 'n' }> {
+  if (NOT_A_SOURCE.test(schema)) {
+    throw new LedgerError('InvalidParameter', `table ${schema}.${table} is not a source: change streams read application tables, not the ledger's own schemas or PostgreSQL's catalogs`);
+  }
   const { rows } = await sql<{ relreplident: 'd' | 'f' | 'i' | 'n'; keys: string[] | null; relkind: string }>`
     select c.relreplident, c.relkind,
       (select array_agg(a.attname::text order by k.ord) from pg_index i
