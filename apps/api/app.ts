@@ -80,12 +80,12 @@ export function createApp(deps: AppDeps): Hono {
   const auth = createApiAuth(deps.db, deps.auth, deps.logger);
   if (auth) app.use('*', auth.middleware);
   app.route('/', opsRoutes(deps.db, deps.registry));
-  app.route('/', lambdaRoutes(deps.invoke, deps.logger));
+  app.route('/', lambdaRoutes(deps.db, deps.invoke, deps.logger));
   // the control plane: Lambda's function management API (docs/control-plane.md)
   app.route('/', lambdaControlRoutes({ db: deps.db, logger: deps.logger, forget: (n) => deps.invoke.forgetFunction(n), ...(deps.codeUrlKey ? { codeUrlKey: deps.codeUrlKey } : {}) }));
   // event source mappings of our queues, streams and RabbitMQ brokers on Lambda's wire (docs/control-plane.md#event-source-mappings)
   app.route('/', lambdaEventSourceRoutes({ db: deps.db, logger: deps.logger, secretKey: deps.auth?.secretKey ?? null }));
-  app.route('/', nativeRoutes(deps.invoke, deps.logger));
+  app.route('/', nativeRoutes(deps.db, deps.invoke, deps.logger));
   app.route('/', queueRoutes(deps.db, deps.logger));
   app.route('/', streamRoutes(deps.db, deps.logger));
   app.route('/', schedulerRoutes(deps.db, deps.logger));

@@ -77,7 +77,7 @@ function visibleUrl(url: string | null, ctx: GraphQLContext): string | null {
 }
 
 /** A fresh view for a mutation's answer, its events kept for the fields below. */
-async function answer(ctx: GraphQLContext, id: string): Promise<InvocationView> {
+async function freshView(ctx: GraphQLContext, id: string): Promise<InvocationView> {
   const view = await requireInvocation(ctx.deps.db, id);
   ctx.events.prime(id, view.events);
   return view;
@@ -215,7 +215,7 @@ export const resolvers = {
         chainDepth: chainDepthOf(ctx.request.headers),
         signal: ctx.request.signal,
       });
-      return answer(ctx, done.invocationId);
+      return freshView(ctx, done.invocationId);
     },
     invokeAsync: async (_: unknown, args: Args, ctx: GraphQLContext) => {
       const fn = await ctx.deps.invoke.resolveFunction(args.functionName as string);
@@ -224,15 +224,15 @@ export const resolvers = {
         idempotencyKey: checkIdempotencyKey(args.idempotencyKey),
         chainDepth: chainDepthOf(ctx.request.headers),
       });
-      return answer(ctx, accepted.invocationId);
+      return freshView(ctx, accepted.invocationId);
     },
     redrive: async (_: unknown, args: { invocationId: string }, ctx: GraphQLContext) => {
       await redrive(ctx.deps.db, [args.invocationId], 'graphql');
-      return answer(ctx, args.invocationId);
+      return freshView(ctx, args.invocationId);
     },
     cancelInvocation: async (_: unknown, args: { id: string }, ctx: GraphQLContext) => {
       await cancel(ctx.deps.db, [args.id], 'cancelled through GraphQL');
-      return answer(ctx, args.id);
+      return freshView(ctx, args.id);
     },
   },
 
