@@ -6,7 +6,7 @@ import { consoleRoutes, rootRoute } from '../console/index.tsx';
 import type { AppDeps } from './deps.ts';
 import { auditRoutes } from './audit-routes.ts';
 import { createApiAuth } from './auth/index.ts';
-import { graphqlRoutes } from './graphql/index.ts';
+import { graphqlRoutes, type GraphQLDeps } from './graphql/index.ts';
 import { lambdaControlRoutes } from './lambda-control-routes.ts';
 import { lambdaEventSourceRoutes } from './lambda-event-source-routes.ts';
 import { lambdaRoutes } from './lambda-routes.ts';
@@ -67,6 +67,24 @@ function keepCorsHeaders(origins: readonly string[]): MiddlewareHandler {
   };
 }
 
+/** GraphQL's part of the API's dependencies: what its resolvers and its feed use, no more. */
+function graphqlDepsOf(deps: AppDeps): GraphQLDeps {
+  const { db, invoke, logger, functionsDir, databaseUrl, notifications, feed, graphqlIntrospection, auth, httpAllowlist, reads } = deps;
+  return {
+    db,
+    invoke,
+    logger,
+    functionsDir,
+    ...(databaseUrl !== undefined ? { databaseUrl } : {}),
+    ...(notifications ? { notifications } : {}),
+    ...(feed ? { feed } : {}),
+    ...(graphqlIntrospection !== undefined ? { graphqlIntrospection } : {}),
+    ...(auth ? { auth: { enabled: auth.enabled, secretKey: auth.secretKey ?? null } } : {}),
+    ...(httpAllowlist ? { httpAllowlist } : {}),
+    ...(reads ? { reads } : {}),
+  };
+}
+
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
   // first: the request's span covers auth and CORS too (a no-op with tracing off)
@@ -80,17 +98,17 @@ export function createApp(deps: AppDeps): Hono {
   const auth = createApiAuth(deps.db, deps.auth, deps.logger);
   if (auth) app.use('*', auth.middleware);
   app.route('/', opsRoutes(deps.db, deps.registry));
-  app.route('/', lambdaRoutes(deps.invoke, deps.logger));
+  app.route('/', lambdaRoutes(deps.db, deps.invoke, deps.logger));
   // the control plane: Lambda's function management API (docs/control-plane.md)
   app.route('/', lambdaControlRoutes({ db: deps.db, logger: deps.logger, forget: (n) => deps.invoke.forgetFunction(n), ...(deps.codeUrlKey ? { codeUrlKey: deps.codeUrlKey } : {}) }));
   // event source mappings of our queues, streams and RabbitMQ brokers on Lambda's wire (docs/control-plane.md#event-source-mappings)
   app.route('/', lambdaEventSourceRoutes({ db: deps.db, logger: deps.logger, secretKey: deps.auth?.secretKey ?? null }));
-  app.route('/', nativeRoutes(deps.invoke, deps.logger));
+  app.route('/', nativeRoutes(deps.db, deps.invoke, deps.logger));
   app.route('/', queueRoutes(deps.db, deps.logger));
   app.route('/', streamRoutes(deps.db, deps.logger));
   app.route('/', schedulerRoutes(deps.db, deps.logger));
   app.route('/', auditRoutes(deps.db, deps.logger, deps.treeHeadSigner, deps.reads));
-  app.route('/graphql', graphqlRoutes(deps, { plugins: auth?.graphqlPlugins ?? [] }));
+  app.route('/graphql', graphqlRoutes(graphqlDepsOf(deps), { plugins: auth?.graphqlPlugins ?? [] }));
   // the web console reads and acts through /graphql with the signed-in key (apps/console)
   app.route('/', consoleRoutes({ db: deps.db, logger: deps.logger, ...(deps.auth ? { auth: deps.auth } : {}), ...(deps.traceUrlTemplate ? { traceUrlTemplate: deps.traceUrlTemplate } : {}), api: (req, env) => app.fetch(req, env) }));
   app.route('/', rootRoute());

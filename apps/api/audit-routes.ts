@@ -15,7 +15,7 @@ import type { Db } from '../../db/schema.ts';
 import { consistencyProof, eventInclusionProof, invocationProof, sealStatus } from '../../db/tamper/proofs.ts';
 import { latestTreeHead, listTreeHeads } from '../../db/tamper/store.ts';
 import type { TreeHead } from '../../db/tamper/tree-head.ts';
-import { answer } from './native-routes.ts';
+import { nativeAnswer } from './native-routes.ts';
 
 /** Signing on demand, composed by the CLI: seal, sign, publish to the witnesses. */
 export interface TreeHeadSigner {
@@ -35,7 +35,7 @@ export function auditRoutes(primary: Db, logger: Logger, signer?: TreeHeadSigner
   const readable = async (): Promise<Db> => (reads ? (await reads.fresh()).db : primary);
 
   app.get('/audit/tree-heads', (c) =>
-    answer(c, logger, async () => {
+    nativeAnswer(c, logger, async () => {
       const limit = size(c, 'limit') ?? 100;
       if (limit > 1000) throw new LedgerError('InvalidParameter', 'limit must be at most 1000');
       return c.json({ treeHeads: await listTreeHeads(await readable(), limit) });
@@ -43,7 +43,7 @@ export function auditRoutes(primary: Db, logger: Logger, signer?: TreeHeadSigner
   );
 
   app.get('/audit/tree-heads/latest', (c) =>
-    answer(c, logger, async () => {
+    nativeAnswer(c, logger, async () => {
       const head = await latestTreeHead(await readable());
       if (!head) throw new LedgerError('TreeHeadNotFound', 'no tree head has been signed yet');
       return c.json(head);
@@ -51,7 +51,7 @@ export function auditRoutes(primary: Db, logger: Logger, signer?: TreeHeadSigner
   );
 
   app.post('/audit/tree-heads', (c) =>
-    answer(c, logger, async () => {
+    nativeAnswer(c, logger, async () => {
       if (!signer) {
         throw new LedgerError(
           'ServiceUnavailable',
@@ -63,18 +63,18 @@ export function auditRoutes(primary: Db, logger: Logger, signer?: TreeHeadSigner
     }),
   );
 
-  app.get('/audit/seal', (c) => answer(c, logger, async () => c.json(await sealStatus(await readable()))));
+  app.get('/audit/seal', (c) => nativeAnswer(c, logger, async () => c.json(await sealStatus(await readable()))));
 
   app.get('/audit/invocations/:id/proof', (c) =>
-    answer(c, logger, async () => c.json(await invocationProof(await readable(), c.req.param('id'), size(c, 'treeSize')))),
+    nativeAnswer(c, logger, async () => c.json(await invocationProof(await readable(), c.req.param('id'), size(c, 'treeSize')))),
   );
 
   app.get('/audit/events/:position/proof', (c) =>
-    answer(c, logger, async () => c.json(await eventInclusionProof(await readable(), c.req.param('position'), size(c, 'treeSize')))),
+    nativeAnswer(c, logger, async () => c.json(await eventInclusionProof(await readable(), c.req.param('position'), size(c, 'treeSize')))),
   );
 
   app.get('/audit/consistency', (c) =>
-    answer(c, logger, async () => {
+    nativeAnswer(c, logger, async () => {
       const from = size(c, 'from');
       if (from === undefined) throw new LedgerError('InvalidParameter', 'from (the older tree size) is required');
       return c.json(await consistencyProof(await readable(), from, size(c, 'to')));

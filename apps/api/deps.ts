@@ -1,5 +1,6 @@
-// What the API is built from: the one bag createApp (app.ts) takes. Its own module so that
-// GraphQL, which app.ts mounts, can name it without importing app.ts back (an import cycle).
+// What the API is built from: the one bag createApp (app.ts) takes, assembled by the
+// composition root. Only app.ts reads it whole; each route gets its own part (GraphQL its
+// GraphQLDeps, graphql/index.ts), so nothing under graphql/ names this module.
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { LedgerNotifications } from '../../db/notifications.ts';

@@ -127,10 +127,6 @@ export class InvokeService {
     return this.o.maxChainDepth ?? DEFAULT_MAX_CHAIN_DEPTH;
   }
 
-  get db(): Db {
-    return this.o.db;
-  }
-
   /**
    * A function by name and optional version; FunctionNotFound otherwise. Every invoke
    * starts here, so a found version is reused for functionCacheMs (1 s): concurrent

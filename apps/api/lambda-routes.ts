@@ -6,6 +6,7 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import { LedgerError } from '../../db/errors.ts';
 import { attemptLogTail } from '../../db/invocations.ts';
+import type { Db } from '../../db/schema.ts';
 import { tailBytes } from '../runtimes/index.ts';
 import { parseJsonPayload, readBodyLimited } from './body.ts';
 import { clientGoneSignal } from './client-gone.ts';
@@ -20,7 +21,7 @@ const LOG_TAIL_BYTES = 4096;
 /** Lambda's limit on the decoded client context */
 const CLIENT_CONTEXT_LIMIT = 3583;
 
-export function lambdaRoutes(invoke: InvokeService, logger: Logger): Hono {
+export function lambdaRoutes(db: Db, invoke: InvokeService, logger: Logger): Hono {
   const app = new Hono();
   // every answer under the Lambda paths has a request id, even a 404 for an unknown route
   const requestId: MiddlewareHandler = async (c, next) => {
@@ -30,10 +31,10 @@ export function lambdaRoutes(invoke: InvokeService, logger: Logger): Hono {
   app.use('/2015-03-31/*', requestId);
   app.use('/2014-11-13/*', requestId);
   app.post('/2015-03-31/functions/:FunctionName/invocations', (c) =>
-    answer(c, logger, () => handleInvoke(c, invoke, invocationTypeOf(c.req.header('x-amz-invocation-type')))),
+    invokeAnswer(c, logger, () => handleInvoke(c, db, invoke, invocationTypeOf(c.req.header('x-amz-invocation-type')))),
   );
   // InvokeAsync (deprecated in AWS, still sent by old clients): an Event invoke
-  const legacy = (c: Context) => answer(c, logger, () => handleInvoke(c, invoke, 'Event'));
+  const legacy = (c: Context) => invokeAnswer(c, logger, () => handleInvoke(c, db, invoke, 'Event'));
   app.post('/2014-11-13/functions/:FunctionName/invoke-async', legacy);
   app.post('/2014-11-13/functions/:FunctionName/invoke-async/', legacy);
   return app;
@@ -46,7 +47,7 @@ interface Answer {
   body?: string;
 }
 
-async function handleInvoke(c: Context, invoke: InvokeService, type: InvocationType): Promise<Answer> {
+async function handleInvoke(c: Context, db: Db, invoke: InvokeService, type: InvocationType): Promise<Answer> {
   const ref = parseFunctionRef(c.req.param('FunctionName') ?? '', c.req.query('Qualifier'));
   const logType = logTypeOf(c.req.header('x-amz-log-type'));
   const clientContext = clientContextOf(c.req.header('x-amz-client-context'));
@@ -72,7 +73,7 @@ async function handleInvoke(c: Context, invoke: InvokeService, type: InvocationT
   };
   if (!r.ok) headers['x-amz-function-error'] = 'Unhandled';
   if (logType === 'Tail') {
-    const log = r.duplicate ? await attemptLogTail(invoke.db, r.invocationId, 1, LOG_TAIL_BYTES).catch(() => '') : r.log;
+    const log = r.duplicate ? await attemptLogTail(db, r.invocationId, 1, LOG_TAIL_BYTES).catch(() => '') : r.log;
     headers['x-amz-log-result'] = Buffer.from(tailBytes(log, LOG_TAIL_BYTES), 'utf8').toString('base64');
   }
   const body = r.ok ? (JSON.stringify(r.result) ?? 'null') : JSON.stringify(r.error);
@@ -89,7 +90,7 @@ export function executedVersion(version: number, alias: string | undefined, qual
 }
 
 /** Runs a route; every outcome, errors included, carries x-amzn-RequestId. */
-async function answer(c: Context, logger: Logger, run: () => Promise<Answer>): Promise<Response> {
+async function invokeAnswer(c: Context, logger: Logger, run: () => Promise<Answer>): Promise<Response> {
   try {
     const a = await run();
     const headers = { ...a.headers, 'x-amzn-RequestId': a.requestId };

@@ -6,6 +6,7 @@ import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
 import { LedgerError } from '../../db/errors.ts';
 import { getInvocation, type InvocationView } from '../../db/invocations.ts';
+import type { Db } from '../../db/schema.ts';
 import { parseJsonPayload, readBodyLimited } from './body.ts';
 import { clientGoneSignal } from './client-gone.ts';
 import { httpErrorOf } from './errors.ts';
@@ -13,11 +14,11 @@ import { headerText } from './headers.ts';
 import { chainDepthOf, idempotencyKeyOf, parseFunctionRef } from './function-ref.ts';
 import { ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, type InvokeService } from './invoke.ts';
 
-export function nativeRoutes(invoke: InvokeService, logger: Logger): Hono {
+export function nativeRoutes(db: Db, invoke: InvokeService, logger: Logger): Hono {
   const app = new Hono();
 
   app.post('/invoke/:name', (c) =>
-    answer(c, logger, async () => {
+    nativeAnswer(c, logger, async () => {
       const ref = parseFunctionRef(c.req.param('name'), c.req.query('version'));
       const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
       const chainDepth = chainDepthOf(c.req.raw.headers);
@@ -50,9 +51,9 @@ export function nativeRoutes(invoke: InvokeService, logger: Logger): Hono {
   );
 
   app.get('/invocations/:id', (c) =>
-    answer(c, logger, async () => {
+    nativeAnswer(c, logger, async () => {
       const id = c.req.param('id');
-      const view = await getInvocation(invoke.db, id);
+      const view = await getInvocation(db, id);
       if (!view) throw new LedgerError('InvocationNotFound', `Invocation not found: ${id}`);
       return c.json(invocationJson(view), 200, { 'x-amzn-RequestId': view.id });
     }),
@@ -97,7 +98,7 @@ export function invocationJson(v: InvocationView) {
 }
 
 /** Runs a native route; a thrown error answers from the error table as {"error": {code, message}}. */
-export async function answer(c: Context, logger: Logger, run: () => Promise<Response>): Promise<Response> {
+export async function nativeAnswer(c: Context, logger: Logger, run: () => Promise<Response>): Promise<Response> {
   try {
     return await run();
   } catch (e) {

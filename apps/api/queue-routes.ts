@@ -8,13 +8,13 @@ import { MAX_MESSAGE_BYTES } from '../../db/queues/schemas.ts';
 import type { Db } from '../../db/schema.ts';
 import { parseJsonPayload, readBodyLimited } from './body.ts';
 import { chainDepthOf } from './function-ref.ts';
-import { answer } from './native-routes.ts';
+import { nativeAnswer } from './native-routes.ts';
 
 export function queueRoutes(db: Db, logger: Logger): Hono {
   const app = new Hono();
 
   app.post('/queues/:name/messages', (c) =>
-    answer(c, logger, async () => {
+    nativeAnswer(c, logger, async () => {
       const queueName = c.req.param('name');
       const delay = c.req.query('delaySeconds');
       if (delay !== undefined && !/^\d{1,3}$/.test(delay)) throw new LedgerError('InvalidParameter', 'delaySeconds must be an integer 0 … 900');

@@ -32,26 +32,26 @@ const FUNCTION_ARN_PREFIX = 'arn:aws:lambda:local:000000000000:function:';
 export function schedulerRoutes(db: Db, logger: Logger): Hono {
   const app = new Hono();
   app.post('/schedules/:Name', (c) =>
-    answer(c, logger, async () => {
+    schedulerAnswer(c, logger, async () => {
       const view = await createSchedule(db, inputOf(c.req.param('Name'), await bodyOf(c)), actorOf(c));
       return { ScheduleArn: view.arn };
     }),
   );
   app.put('/schedules/:Name', (c) =>
-    answer(c, logger, async () => {
+    schedulerAnswer(c, logger, async () => {
       const view = await updateSchedule(db, inputOf(c.req.param('Name'), await bodyOf(c)), actorOf(c));
       return { ScheduleArn: view.arn };
     }),
   );
-  app.get('/schedules/:Name', (c) => answer(c, logger, async () => scheduleOut(await requireSchedule(db, c.req.query('groupName') || null, c.req.param('Name')))));
+  app.get('/schedules/:Name', (c) => schedulerAnswer(c, logger, async () => scheduleOut(await requireSchedule(db, c.req.query('groupName') || null, c.req.param('Name')))));
   app.delete('/schedules/:Name', (c) =>
-    answer(c, logger, async () => {
+    schedulerAnswer(c, logger, async () => {
       await deleteSchedule(db, c.req.query('groupName') || null, c.req.param('Name'), actorOf(c));
       return {};
     }),
   );
   app.get('/schedules', (c) =>
-    answer(c, logger, async () => {
+    schedulerAnswer(c, logger, async () => {
       const max = c.req.query('MaxResults');
       const limit = max === undefined ? 100 : Number(max);
       if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw new ScheduleValidationError('MaxResults', 'must be a whole number 1–100', max);
@@ -206,7 +206,7 @@ function awsTypeOf(e: unknown, fallback: string): string {
   return fallback === 'ServiceException' ? 'InternalServerException' : fallback;
 }
 
-async function answer(c: Context, logger: Logger, run: () => Promise<Record<string, unknown>>): Promise<Response> {
+async function schedulerAnswer(c: Context, logger: Logger, run: () => Promise<Record<string, unknown>>): Promise<Response> {
   const requestId = randomUUID();
   try {
     const body = await run();

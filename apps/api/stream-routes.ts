@@ -7,7 +7,7 @@ import { LedgerError } from '../../db/errors.ts';
 import type { Db } from '../../db/schema.ts';
 import { MAX_PUT_RECORDS_BYTES, putRecords } from '../../db/streams.ts';
 import { parseJsonPayload, readBodyLimited } from './body.ts';
-import { answer } from './native-routes.ts';
+import { nativeAnswer } from './native-routes.ts';
 
 /** 5 MB of records as base64 inside JSON, with room for the keys and the JSON around them */
 const BODY_LIMIT = Math.ceil((MAX_PUT_RECORDS_BYTES * 4) / 3) + 512 * 1024;
@@ -16,7 +16,7 @@ export function streamRoutes(db: Db, logger: Logger): Hono {
   const app = new Hono();
 
   app.post('/streams/:name/records', (c) =>
-    answer(c, logger, async () => {
+    nativeAnswer(c, logger, async () => {
       const bytes = await readBodyLimited(c, BODY_LIMIT).catch((e: unknown) => {
         if (e instanceof LedgerError && e.code === 'PayloadTooLarge') {
           throw new LedgerError('PayloadTooLarge', `A PutRecords request is at most ${MAX_PUT_RECORDS_BYTES} bytes of records`);

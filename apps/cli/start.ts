@@ -7,7 +7,6 @@ import { createAdaptorServer } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
-import { materializeCodePackage } from '../../db/code/index.ts';
 import { openDatabase } from '../../db/connection.ts';
 import { migrate } from '../../db/migrate.ts';
 import { createPartitionUpkeep } from '../worker/partition-upkeep.ts';
@@ -16,19 +15,19 @@ import { createRetentionUpkeep } from '../worker/retention-upkeep.ts';
 import { listenToLedger } from '../../db/notifications.ts';
 import { ReplicaReads } from '../../db/replica.ts';
 import type { Db } from '../../db/schema.ts';
-import { createApp, parseCorsOrigins } from '../api/app.ts';
+import { parseCorsOrigins } from '../api/app.ts';
 import { createApiAuth, type AuthOptions } from '../api/auth/index.ts';
 import { answerMalformedRequests } from '../api/body.ts';
 import { LedgerFeed } from '../api/graphql/feed.ts';
-import { InvokeService } from '../api/invoke.ts';
 import { opsRoutes } from '../api/ops.ts';
 import { registerHandlerLoader } from '../runtimes/register-loader.mjs';
-import { UrlAllowlist, withUrlAllowlist } from '../runtimes/allowlist.ts';
-import { createRuntimes, resolveHandlerPath } from '../runtimes/index.ts';
+import { UrlAllowlist } from '../runtimes/allowlist.ts';
+import { resolveHandlerPath } from '../runtimes/index.ts';
 import { createWorker } from '../worker/index.ts';
 import { poolMetrics } from '../telemetry/metrics.ts';
 import { startTracing, tracingDisabledReason } from '../telemetry/sdk.ts';
 import { CliError } from './cli.ts';
+import { composeApi, composeRuntimes } from './compose.ts';
 import { databaseRole, type Config } from './config.ts';
 import { resolveDatabase } from './database.ts';
 import { authEnabled, logAuthState } from './keys.ts';
@@ -78,17 +77,15 @@ export async function start(config: Config, logger: Logger): Promise<void> {
     logger.info(tracing ? 'tracing on: spans go to the OTLP endpoint in OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT' : `tracing off (${tracingDisabledReason(process.env)})`);
     const allowlist = UrlAllowlist.parse(config.HTTP_ALLOWLIST);
     const corsOrigins = parseCorsOrigins(config.CORS_ORIGINS);
-    const runtimes = withUrlAllowlist(
-      createRuntimes({
-        functionsDir: config.functionsDir,
-        poolSize: config.RUNTIME_THREADS,
-        warmThreads: config.RUNTIME_WARM_THREADS,
-        logger,
-        // code deployed through the control plane: loaded from the database by hash, cached locally (docs/code.md)
-        codePackageDir: async (sha256) => (await materializeCodePackage(handle.db, sha256)).dir,
-      }),
+    const runtimes = composeRuntimes({
+      functionsDir: config.functionsDir,
+      poolSize: config.RUNTIME_THREADS,
+      warmThreads: config.RUNTIME_WARM_THREADS,
+      logger,
+      // code deployed through the control plane: loaded from the database by hash, cached locally (docs/code.md)
+      codePackages: { db: handle.db },
       allowlist,
-    );
+    });
     cleanups.push(() => runtimes.close());
     const checks = { handler: (h: string) => void resolveHandlerPath(config.functionsDir, h), url: (u: string) => allowlist.check(u) };
     await registerFunctionsDir(handle.db, config.functionsDir, checks, logger);
@@ -121,18 +118,11 @@ export async function start(config: Config, logger: Logger): Promise<void> {
     const app =
       role === 'worker'
         ? workerApp(handle.db, registry, auth.enabled ? { enabled: true, secretKey: config.LEDGER_SECRET_KEY ?? null } : undefined, logger)
-        : createApp({
+        : composeApi({
             db: handle.db,
-            invoke: new InvokeService({
-              db: handle.db,
-              runtimes,
-              instanceId,
-              logger,
-              leaseGraceMs: config.WORKER_LEASE_GRACE_MS,
-              ...listening,
-              maxChainDepth: config.MAX_CHAIN_DEPTH,
-              registry,
-            }),
+            instanceId,
+            runtimes,
+            invoke: { leaseGraceMs: config.WORKER_LEASE_GRACE_MS, maxChainDepth: config.MAX_CHAIN_DEPTH },
             logger,
             registry,
             functionsDir: config.functionsDir,
@@ -148,7 +138,7 @@ export async function start(config: Config, logger: Logger): Promise<void> {
             // Code.Location URLs signed by one API process are good at any other that shares LEDGER_SECRET_KEY
             ...(config.LEDGER_SECRET_KEY ? { codeUrlKey: createHmac('sha256', config.LEDGER_SECRET_KEY).update('invoke-ledger code location').digest() } : {}),
             ...(signingKey ? { treeHeadSigner: treeHeadSigner(handle.db, signingKey, witnessesOf(config), instanceId, logger) } : {}),
-          });
+          }).app;
 
     // the ports first: a port in use stops the start before any work is claimed
     const port = listenPort(config);

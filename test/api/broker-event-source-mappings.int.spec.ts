@@ -20,10 +20,8 @@ import {
 } from '@aws-sdk/client-lambda';
 import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { sql } from 'kysely';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
 import type { Runtimes } from '../../apps/runtimes/index.ts';
 import { createBrokerMapping, getBrokerMapping } from '../../db/brokers.ts';
 import { listChanges } from '../../db/changes.ts';
@@ -103,8 +101,7 @@ beforeAll(async () => {
   t = await createTestDatabase();
   home = mkdtempSync(path.join(tmpdir(), 'broker-esm-cli-'));
   runtimes = brokerRuntimes();
-  const invoke = new InvokeService({ db: t.db, runtimes, instanceId: 'broker-esm-test', logger: silent });
-  const app = createApp({ db: t.db, invoke, logger: silent, registry: new Registry(), functionsDir: FIXTURES, auth: { enabled: true, cacheTtlMs: 0, secretKey: SECRET_KEY } });
+  const { app } = composeApi({ db: t.db, instanceId: 'broker-esm-test', runtimes, logger: silent, functionsDir: FIXTURES, auth: { enabled: true, cacheTtlMs: 0, secretKey: SECRET_KEY } });
   server = await listen(app.fetch);
   admin = await createApiKey(t.db, { name: 'operator', scopes: ['admin', 'invoke'] }, { secretKey: SECRET_KEY });
   amqp = await connect(RABBITMQ_URL);

@@ -35,11 +35,10 @@ import { sql } from 'kysely';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
-import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
+import type { Runtimes } from '../../apps/runtimes/index.ts';
 import { createWorker } from '../../apps/worker/index.ts';
-import { materializeCodePackage, packCodePackage, sha256Hex } from '../../db/code/index.ts';
+import { packCodePackage, sha256Hex } from '../../db/code/index.ts';
 import { createApiKey, type CreatedApiKey } from '../../db/keys.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { listen, type Listening } from '../helpers/http.ts';
@@ -93,14 +92,16 @@ async function counts(): Promise<{ functions: number; packages: number; changes:
 beforeAll(async () => {
   t = await createTestDatabase();
   cacheDir = mkdtempSync(path.join(tmpdir(), 'control-plane-cache-'));
-  runtimes = createRuntimes({
-    functionsDir: FIXTURES,
+  const api = composeApi({
+    db: t.db,
+    instanceId: 'control-plane-test',
     logger: silent,
-    poolSize: 2,
-    codePackageDir: async (sha) => (await materializeCodePackage(t.db, sha, { cacheDir })).dir,
+    functionsDir: FIXTURES,
+    runtime: { poolSize: 2, codePackages: { db: t.db, cacheDir } },
+    auth: { enabled: true, cacheTtlMs: 0 },
   });
-  const invoke = new InvokeService({ db: t.db, runtimes, instanceId: 'control-plane-test', logger: silent });
-  const app = createApp({ db: t.db, invoke, logger: silent, registry: new Registry(), functionsDir: FIXTURES, auth: { enabled: true, cacheTtlMs: 0 } });
+  runtimes = api.runtimes;
+  const app = api.app;
   server = await listen(app.fetch);
   admin = await createApiKey(t.db, { name: 'operator', scopes: ['admin', 'invoke'] });
   invoker = await createApiKey(t.db, { name: 'caller', scopes: ['invoke'] });

@@ -17,10 +17,8 @@ import {
   UpdateEventSourceMappingCommand,
 } from '@aws-sdk/client-lambda';
 import { sql } from 'kysely';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
 import type { Runtimes } from '../../apps/runtimes/index.ts';
 import { listChanges } from '../../db/changes.ts';
 import { createApiKey, type CreatedApiKey } from '../../db/keys.ts';
@@ -103,8 +101,7 @@ beforeAll(async () => {
   t = await createTestDatabase();
   home = mkdtempSync(path.join(tmpdir(), 'esm-cli-'));
   runtimes = queueRuntimes();
-  const invoke = new InvokeService({ db: t.db, runtimes, instanceId: 'esm-test', logger: silent });
-  const app = createApp({ db: t.db, invoke, logger: silent, registry: new Registry(), functionsDir: FIXTURES, auth: { enabled: true, cacheTtlMs: 0 } });
+  const { app } = composeApi({ db: t.db, instanceId: 'esm-test', runtimes, logger: silent, functionsDir: FIXTURES, auth: { enabled: true, cacheTtlMs: 0 } });
   server = await listen(app.fetch);
   poller = await startPoller(t.db, runtimes, { databaseUrl: t.ownerUrl });
   admin = await createApiKey(t.db, { name: 'operator', scopes: ['admin', 'invoke'] });

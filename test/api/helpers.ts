@@ -1,16 +1,15 @@
-// A real HTTP server per test file: createApp + InvokeService + createRuntimes over
-// test/api/fixtures, served by @hono/node-server on an ephemeral port.
+// A real HTTP server per test file: the API as the composition root builds it
+// (apps/cli/compose.ts) over test/api/fixtures, served by @hono/node-server on an ephemeral port.
 import { fileURLToPath } from 'node:url';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { sql } from 'kysely';
 import { pino } from 'pino';
-import { Registry } from 'prom-client';
 import { createFunction, type FunctionConfigInput, type FunctionVersion } from '../../db/functions.ts';
 import type { LedgerNotifications } from '../../db/notifications.ts';
 import type { Db } from '../../db/schema.ts';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
-import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
+import type { InvokeService } from '../../apps/api/invoke.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
+import type { Runtimes } from '../../apps/runtimes/index.ts';
 import { listen } from '../helpers/http.ts';
 
 export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -24,17 +23,23 @@ export interface RunningApi {
 }
 
 export async function startApi(db: Db, options: { coalesce?: boolean; notifications?: LedgerNotifications } = {}): Promise<RunningApi> {
-  const runtimes = createRuntimes({ functionsDir: FIXTURES, logger: silent, poolSize: 2 });
-  const invoke = new InvokeService({ db, runtimes, instanceId: 'test-api', logger: silent, ...options });
-  const app = createApp({ db, invoke, logger: silent, registry: new Registry(), functionsDir: FIXTURES });
-  const server = await listen(app.fetch);
+  const api = composeApi({
+    db,
+    instanceId: 'test-api',
+    logger: silent,
+    functionsDir: FIXTURES,
+    runtime: { poolSize: 2 },
+    ...(options.notifications ? { notifications: options.notifications } : {}),
+    ...(options.coalesce !== undefined ? { invoke: { coalesce: options.coalesce } } : {}),
+  });
+  const server = await listen(api.app.fetch);
   return {
     url: server.url,
-    invoke,
-    runtimes,
+    invoke: api.invoke,
+    runtimes: api.runtimes,
     async close() {
       await server.close();
-      await runtimes.close();
+      await api.close();
     },
   };
 }

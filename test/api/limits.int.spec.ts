@@ -4,12 +4,9 @@ import http from 'node:http';
 import { InvokeCommand, ServiceException, TooManyRequestsException } from '@aws-sdk/client-lambda';
 import { sql } from 'kysely';
 import { serve } from '@hono/node-server';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../db/connection.ts';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
-import { createRuntimes } from '../../apps/runtimes/index.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
 import { freePort } from '../helpers/pg-admin.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { FIXTURES, countEvents, fromBytes, json, lambdaClient, moduleFn, silent, startApi, type RunningApi } from './helpers.ts';
@@ -158,9 +155,8 @@ describe('database unreachable', () => {
     const url = new URL(t.ownerUrl);
     url.port = String(port);
     const dead = openDatabase(url.toString(), { max: 2 });
-    const runtimes = createRuntimes({ functionsDir: FIXTURES, logger: silent });
-    const invoke = new InvokeService({ db: dead.db, runtimes, instanceId: 'dead', logger: silent });
-    const app = createApp({ db: dead.db, invoke, logger: silent, registry: new Registry(), functionsDir: FIXTURES });
+    const unreachable = composeApi({ db: dead.db, instanceId: 'dead', logger: silent, functionsDir: FIXTURES });
+    const app = unreachable.app;
     let server!: ReturnType<typeof serve>;
     const serverPort = await new Promise<number>((resolve) => {
       server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => resolve(info.port));
@@ -187,7 +183,7 @@ describe('database unreachable', () => {
       lambda.destroy();
       (server as unknown as http.Server).closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await runtimes.close();
+      await unreachable.close();
       await dead.close();
     }
     expect(await countEvents(t.db)).toBe(before);

@@ -17,10 +17,8 @@ import {
   UpdateEventSourceMappingCommand,
 } from '@aws-sdk/client-lambda';
 import { sql } from 'kysely';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
 import type { Runtimes } from '../../apps/runtimes/index.ts';
 import type { StreamPoller } from '../../apps/worker/event-sources/streams.ts';
 import { listChanges } from '../../db/changes.ts';
@@ -98,8 +96,7 @@ beforeAll(async () => {
   t = await createTestDatabase();
   home = mkdtempSync(path.join(tmpdir(), 'stream-esm-cli-'));
   runtimes = streamRuntimes();
-  const invoke = new InvokeService({ db: t.db, runtimes, instanceId: 'stream-esm-test', logger: silent });
-  const app = createApp({ db: t.db, invoke, logger: silent, registry: new Registry(), functionsDir: FIXTURES, auth: { enabled: true, cacheTtlMs: 0 } });
+  const { app } = composeApi({ db: t.db, instanceId: 'stream-esm-test', runtimes, logger: silent, functionsDir: FIXTURES, auth: { enabled: true, cacheTtlMs: 0 } });
   server = await listen(app.fetch);
   poller = await startStreamPoller(t.db, runtimes);
   admin = await createApiKey(t.db, { name: 'operator', scopes: ['admin', 'invoke'] });

@@ -17,12 +17,10 @@ import autocannon from 'autocannon';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { pino } from 'pino';
-import { Registry } from 'prom-client';
 import { openDatabase } from '../../db/connection.ts';
 import { createFunction } from '../../db/functions.ts';
 import { migrate } from '../../db/migrate.ts';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService, type InvokeServiceOptions } from '../../apps/api/invoke.ts';
+import { composeApi, type ApiSettings } from '../../apps/cli/compose.ts';
 import { createRuntimes } from '../../apps/runtimes/index.ts';
 import { databaseUrl } from '../helpers/pg-admin.ts';
 
@@ -44,7 +42,7 @@ const silent = pino({ level: 'silent' });
 
 interface Variant {
   label: string;
-  options: Partial<InvokeServiceOptions>;
+  options: NonNullable<ApiSettings['invoke']>;
 }
 
 const VARIANTS: Variant[] = [
@@ -85,8 +83,7 @@ async function runVariant(v: Variant): Promise<Row> {
     const runtimes = createRuntimes({ functionsDir: FUNCTIONS_DIR, logger: silent, poolSize: 1 });
     try {
       await createFunction(handle.db, 'echo', { runtime: 'MODULE', handler: 'echo.ts', isolation: 'inline' });
-      const invoke = new InvokeService({ db: handle.db, runtimes, instanceId: 'bench', logger: silent, ...v.options });
-      const app = createApp({ db: handle.db, invoke, logger: silent, registry: new Registry(), functionsDir: FUNCTIONS_DIR });
+      const { app } = composeApi({ db: handle.db, instanceId: 'bench', runtimes, logger: silent, functionsDir: FUNCTIONS_DIR, invoke: v.options });
       let server!: ReturnType<typeof serve>;
       const port = await new Promise<number>((resolve) => {
         server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info: AddressInfo) => resolve(info.port));

@@ -4,10 +4,8 @@
 import { fileURLToPath } from 'node:url';
 import { Hono } from 'hono';
 import { pino } from 'pino';
-import { Registry } from 'prom-client';
 import type pg from 'pg';
-import type { AppDeps } from '../../apps/api/app.ts';
-import { graphqlRoutes, type GraphQLOptions } from '../../apps/api/graphql/index.ts';
+import { graphqlRoutes, type GraphQLDeps, type GraphQLOptions } from '../../apps/api/graphql/index.ts';
 import { InvokeService } from '../../apps/api/invoke.ts';
 import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
 import { upsertFunction } from '../../db/functions.ts';
@@ -20,7 +18,7 @@ export const silent = pino({ level: 'silent' });
 
 export interface Harness {
   t: TestDatabase;
-  deps: AppDeps;
+  deps: GraphQLDeps;
   runtimes: Runtimes;
   app: Hono;
   /** POST a GraphQL operation; returns the parsed body (untyped by default: tests assert the shape) */
@@ -34,7 +32,7 @@ export interface GraphQLBody<T> {
   errors?: { message: string; extensions?: Record<string, unknown>; path?: (string | number)[] }[];
 }
 
-export function mount(deps: AppDeps, options: GraphQLOptions = {}): Hono {
+export function mount(deps: GraphQLDeps, options: GraphQLOptions = {}): Hono {
   return new Hono().route('/graphql', graphqlRoutes(deps, options));
 }
 
@@ -47,18 +45,17 @@ export async function post<T>(app: Hono, query: string, variables?: Record<strin
   return (await res.json()) as GraphQLBody<T>;
 }
 
-export async function createHarness(options: { deps?: Partial<AppDeps>; graphql?: GraphQLOptions } = {}): Promise<Harness> {
+export async function createHarness(options: { deps?: Partial<GraphQLDeps>; graphql?: GraphQLOptions } = {}): Promise<Harness> {
   const t = await createTestDatabase();
   const runtimes = createRuntimes({ functionsDir: FUNCTIONS_DIR, poolSize: 1, logger: silent });
   const invoke = new InvokeService({ db: t.db, runtimes, instanceId: 'graphql-test', logger: silent });
   for (const name of ['echo', 'fail', 'sleep']) {
     await upsertFunction(t.db, name, { runtime: 'MODULE', handler: `${name}.ts`, isolation: 'inline' });
   }
-  const deps: AppDeps = {
+  const deps: GraphQLDeps = {
     db: t.db,
     invoke,
     logger: silent,
-    registry: new Registry(),
     functionsDir: FUNCTIONS_DIR,
     databaseUrl: t.ownerUrl,
     ...options.deps,

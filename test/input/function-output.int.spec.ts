@@ -12,8 +12,7 @@ import fc from 'fast-check';
 import { sql } from 'kysely';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
 import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
 import { createWorker, type Worker } from '../../apps/worker/index.ts';
 import { createFunction, requireFunction, type FunctionVersion } from '../../db/functions.ts';
@@ -35,8 +34,7 @@ let originUrl: string;
 beforeAll(async () => {
   t = await createTestDatabase();
   runtimes = createRuntimes({ functionsDir: FIXTURES, logger: silent, poolSize: 2 });
-  const invoke = new InvokeService({ db: t.db, runtimes, instanceId: 'unstorable-api', logger: silent });
-  api = await listen(createApp({ db: t.db, invoke, logger: silent, registry: new Registry(), functionsDir: FIXTURES }).fetch);
+  api = await listen(composeApi({ db: t.db, instanceId: 'unstorable-api', runtimes, logger: silent, functionsDir: FIXTURES }).app.fetch);
   // an HTTP function's endpoint: JSON text that parses to strings PostgreSQL refuses
   origin = http.createServer((req, res) => {
     req.resume();

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
+import type { InvokeService } from '../../apps/api/invoke.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
 import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
 import { createWorker, type Worker } from '../../apps/worker/index.ts';
 import { createFunction, requireFunction } from '../../db/functions.ts';
@@ -45,8 +45,9 @@ beforeAll(async () => {
      create trigger test_injected_fault before insert on ledger.events for each row execute function ledger.test_injected_fault();`,
   );
   runtimes = createRuntimes({ functionsDir: FIXTURES, logger: silent, poolSize: 2 });
-  invoke = new InvokeService({ db: t.db, runtimes, instanceId: 'faults-api', logger: silent });
-  api = await listen(createApp({ db: t.db, invoke, logger: silent, registry: new Registry(), functionsDir: FIXTURES }).fetch);
+  const composed = composeApi({ db: t.db, instanceId: 'faults-api', runtimes, logger: silent, functionsDir: FIXTURES });
+  invoke = composed.invoke;
+  api = await listen(composed.app.fetch);
   await createFunction(t.db, 'echo', { runtime: 'MODULE', handler: 'echo.ts', isolation: 'inline', maxRetries: 0 });
 });
 

@@ -1,10 +1,8 @@
 // The edges of queues: HTTP POST /queues/:name/messages and the GraphQL operations,
 // through createApp as the server mounts them, down to poll invocations listed by type.
 import { Hono } from 'hono';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
 import type { Runtimes } from '../../apps/runtimes/index.ts';
 import { MAX_MESSAGE_BYTES } from '../../db/queues/schemas.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
@@ -18,8 +16,7 @@ let poller: RunningPoller | null = null;
 beforeAll(async () => {
   t = await createTestDatabase();
   runtimes = queueRuntimes();
-  const invoke = new InvokeService({ db: t.db, runtimes, instanceId: 'queues-api-test', logger: silent });
-  app = createApp({ db: t.db, invoke, logger: silent, registry: new Registry(), functionsDir: FIXTURES });
+  app = composeApi({ db: t.db, instanceId: 'queues-api-test', runtimes, logger: silent, functionsDir: FIXTURES }).app;
   await batchFunction(t.db, 'consumer');
 });
 

@@ -5,10 +5,8 @@
 // than the caller's own write; mutations never touch the replica.
 import { fileURLToPath } from 'node:url';
 import type { Hono } from 'hono';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
 import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
 import { openDatabase, type DatabaseHandle } from '../../db/connection.ts';
 import { upsertFunction } from '../../db/functions.ts';
@@ -63,14 +61,14 @@ describe.skipIf(!postgresBinDir() && !process.env.CI)('reads from a streaming re
     reads = new ReplicaReads(primary.db, replica.db, { maxWaitMs: 2_000 });
     runtimes = createRuntimes({ functionsDir: FUNCTIONS_DIR, poolSize: 1, logger: silent });
     await upsertFunction(primary.db, 'echo', { runtime: 'MODULE', handler: 'echo.ts', isolation: 'inline' });
-    app = createApp({
+    app = composeApi({
       db: primary.db,
-      invoke: new InvokeService({ db: primary.db, runtimes, instanceId: 'replica-test', logger: silent }),
+      instanceId: 'replica-test',
+      runtimes,
       logger: silent,
-      registry: new Registry(),
       functionsDir: FUNCTIONS_DIR,
       reads,
-    });
+    }).app;
   }, 180_000);
 
   afterAll(async () => {

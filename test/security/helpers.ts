@@ -4,12 +4,11 @@ import { LambdaClient } from '@aws-sdk/client-lambda';
 import type { Hono } from 'hono';
 import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { createApp } from '../../apps/api/app.ts';
 import type { TreeHeadSigner } from '../../apps/api/audit-routes.ts';
 import type { AuthOptions } from '../../apps/api/auth/index.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
-import { withUrlAllowlist, type UrlAllowlist } from '../../apps/runtimes/allowlist.ts';
-import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
+import type { UrlAllowlist } from '../../apps/runtimes/allowlist.ts';
+import type { Runtimes } from '../../apps/runtimes/index.ts';
 import { createApiKey, type CreatedApiKey } from '../../db/keys.ts';
 import type { Db } from '../../db/schema.ts';
 import { FIXTURES } from '../api/helpers.ts';
@@ -28,30 +27,26 @@ export async function startSecureApi(
   options: { auth?: AuthOptions; allowlist?: UrlAllowlist; logger?: Logger; corsOrigins?: string[]; treeHeadSigner?: TreeHeadSigner } = {},
 ): Promise<SecureApi> {
   const logger = options.logger ?? pino({ level: 'silent' });
-  const inner = createRuntimes({ functionsDir: FIXTURES, logger, poolSize: 1 });
-  const runtimes = options.allowlist ? withUrlAllowlist(inner, options.allowlist) : inner;
-  const invoke = new InvokeService({ db, runtimes, instanceId: 'security-test', logger });
-  const registry = new Registry();
-  const app = createApp({
+  const api = composeApi({
     db,
-    invoke,
+    instanceId: 'security-test',
     logger,
-    registry,
     functionsDir: FIXTURES,
+    runtime: { poolSize: 1 },
     auth: options.auth ?? { enabled: true, cacheTtlMs: 0 },
     ...(options.allowlist ? { httpAllowlist: options.allowlist } : {}),
     ...(options.corsOrigins ? { corsOrigins: options.corsOrigins } : {}),
     ...(options.treeHeadSigner ? { treeHeadSigner: options.treeHeadSigner } : {}),
   });
-  const server = await listen(app.fetch);
+  const server = await listen(api.app.fetch);
   return {
     url: server.url,
-    app,
-    registry,
-    runtimes,
+    app: api.app,
+    registry: api.registry,
+    runtimes: api.runtimes,
     async close() {
       await server.close();
-      await runtimes.close();
+      await api.close();
     },
   };
 }

@@ -9,10 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
 import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
 import { treeHeadSigner, witnessesOf } from '../../apps/cli/tamper.ts';
 import { createFunction } from '../../db/functions.ts';
@@ -47,11 +45,11 @@ beforeAll(async () => {
   await writeFile(path.join(dir, 'key.pub.pem'), signing.publicKeyPem);
   await writeFile(path.join(dir, 'key.pem'), signing.key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
   runtimes = createRuntimes({ functionsDir: FIXTURES, logger: silent, poolSize: 1 });
-  const app = createApp({
+  const { app } = composeApi({
     db: t.db,
-    invoke: new InvokeService({ db: t.db, runtimes, instanceId: 'proofs-test', logger: silent }),
+    instanceId: 'proofs-test',
+    runtimes,
     logger: silent,
-    registry: new Registry(),
     functionsDir: FIXTURES,
     auth: { enabled: true, cacheTtlMs: 0 },
     treeHeadSigner: treeHeadSigner(t.db, signing.key, witnessesOf({ LEDGER_WITNESSES: `file:${dir}/heads.jsonl` }), 'proofs-test', silent),

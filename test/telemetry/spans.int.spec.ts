@@ -5,11 +5,10 @@
 import { fileURLToPath } from 'node:url';
 import { InMemorySpanExporter, NodeTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-node';
 import { sql } from 'kysely';
+import type { Hono } from 'hono';
 import { pino } from 'pino';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
 import { createRuntimes, type Runtimes } from '../../apps/runtimes/index.ts';
 import { setTracingOn, tracingOn } from '../../apps/telemetry/tracing.ts';
 import { createFunction } from '../../db/functions.ts';
@@ -19,14 +18,13 @@ const FUNCTIONS = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
 let t: TestDatabase;
 let runtimes: Runtimes;
-let app: ReturnType<typeof createApp>;
+let app: Hono;
 
 beforeAll(async () => {
   t = await createTestDatabase();
   runtimes = createRuntimes({ functionsDir: FUNCTIONS, logger: pino({ level: 'silent' }), poolSize: 1 });
   await createFunction(t.db, 'echo', { runtime: 'MODULE', handler: 'echo.ts', isolation: 'inline' });
-  const invoke = new InvokeService({ db: t.db, runtimes, instanceId: 'spans-test', logger: pino({ level: 'silent' }) });
-  app = createApp({ db: t.db, invoke, logger: pino({ level: 'silent' }), registry: new Registry(), functionsDir: FUNCTIONS });
+  app = composeApi({ db: t.db, instanceId: 'spans-test', runtimes, logger: pino({ level: 'silent' }), functionsDir: FUNCTIONS }).app;
 });
 
 afterAll(async () => {

@@ -3,10 +3,8 @@
 // without an attempt); an echo loop whose records double each hop stops at the async
 // payload limit instead of accepting ever bigger payloads.
 import { sql } from 'kysely';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
 import { createRuntimes } from '../../apps/runtimes/index.ts';
 import { listDestinationDeliveries } from '../../apps/worker/index.ts';
 import { listDeadLetterMessages } from '../../db/queues/dead-letters.ts';
@@ -25,8 +23,7 @@ const apiRuntimes = createRuntimes({ functionsDir: FIXTURES, logger: silent, poo
 beforeAll(async () => {
   t = await createTestDatabase();
   worker = await startWorker(t.db, t.url, { deliveryIntervalMs: 50 });
-  const invoke = new InvokeService({ db: t.db, runtimes: apiRuntimes, instanceId: 'loops-api', logger: silent });
-  api = await listen(createApp({ db: t.db, invoke, logger: silent, registry: new Registry(), functionsDir: FIXTURES }).fetch);
+  api = await listen(composeApi({ db: t.db, instanceId: 'loops-api', runtimes: apiRuntimes, logger: silent, functionsDir: FIXTURES }).app.fetch);
 });
 afterAll(async () => {
   await worker?.stop();

@@ -12,7 +12,7 @@ import {
   BROKER_MAPPING_CHANGES,
 } from '../../../db/brokers.ts';
 import { listChanges } from '../../../db/changes.ts';
-import { changeContext, type GraphQLContext } from './resolvers.ts';
+import { changeContext, type GraphQLContext } from './context.ts';
 
 export const brokerTypeDefs = /* GraphQL */ `
   enum Broker {
@@ -125,27 +125,27 @@ export const brokerTypeDefs = /* GraphQL */ `
 
 type Args = Record<string, unknown>;
 const withoutNulls = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined));
-const secretKey = (ctx: GraphQLContext) => ctx.deps.auth?.secretKey ?? null;
+const secretKey = (ctx: GraphQLContext) => ctx.secretKey;
 
 export const brokerResolvers = {
   BrokerEventSourceMapping: {
     broker: (m: BrokerMapping) => m.broker.toUpperCase(),
     history: (m: BrokerMapping, args: { first?: number | null }, ctx: GraphQLContext) =>
-      listChanges(ctx.deps.db, { resourceType: BROKER_MAPPING_CHANGES, resourceName: m.id, limit: args.first ?? undefined }),
+      listChanges(ctx.db, { resourceType: BROKER_MAPPING_CHANGES, resourceName: m.id, limit: args.first ?? undefined }),
   },
   Query: {
-    brokerEventSourceMappings: (_: unknown, args: Args, ctx: GraphQLContext) => listBrokerMappings(ctx.deps.db, { functionName: (args.functionName as string | null) ?? null }),
-    brokerEventSourceMapping: (_: unknown, args: Args, ctx: GraphQLContext) => getBrokerMapping(ctx.deps.db, args.id as string),
+    brokerEventSourceMappings: (_: unknown, args: Args, ctx: GraphQLContext) => listBrokerMappings(ctx.db, { functionName: (args.functionName as string | null) ?? null }),
+    brokerEventSourceMapping: (_: unknown, args: Args, ctx: GraphQLContext) => getBrokerMapping(ctx.db, args.id as string),
   },
   Mutation: {
     createRabbitMqEventSourceMapping: (_: unknown, args: { input: Args }, ctx: GraphQLContext) =>
-      createBrokerMapping(ctx.deps.db, changeContext(ctx), { broker: 'rabbitmq', ...withoutNulls(args.input) }, { secretKey: secretKey(ctx) }),
+      createBrokerMapping(ctx.db, changeContext(ctx), { broker: 'rabbitmq', ...withoutNulls(args.input) }, { secretKey: secretKey(ctx) }),
     createNatsEventSourceMapping: (_: unknown, args: { input: Args }, ctx: GraphQLContext) =>
-      createBrokerMapping(ctx.deps.db, changeContext(ctx), { broker: 'nats', ...withoutNulls(args.input) }, { secretKey: secretKey(ctx) }),
+      createBrokerMapping(ctx.db, changeContext(ctx), { broker: 'nats', ...withoutNulls(args.input) }, { secretKey: secretKey(ctx) }),
     updateBrokerEventSourceMapping: (_: unknown, args: { id: string; input: Args }, ctx: GraphQLContext) =>
-      updateBrokerMapping(ctx.deps.db, changeContext(ctx), args.id, withoutNulls(args.input), { secretKey: secretKey(ctx) }),
+      updateBrokerMapping(ctx.db, changeContext(ctx), args.id, withoutNulls(args.input), { secretKey: secretKey(ctx) }),
     deleteBrokerEventSourceMapping: async (_: unknown, args: { id: string }, ctx: GraphQLContext) => {
-      await deleteBrokerMapping(ctx.deps.db, changeContext(ctx), args.id);
+      await deleteBrokerMapping(ctx.db, changeContext(ctx), args.id);
       return true;
     },
   },

@@ -10,7 +10,7 @@ import {
   type ChangeStreamMapping,
 } from '../../../db/change-streams.ts';
 import { listCheckpoints } from '../../../db/streams.ts';
-import { changeContext, type GraphQLContext } from './resolvers.ts';
+import { changeContext, type GraphQLContext } from './context.ts';
 
 export const changeStreamTypeDefs = /* GraphQL */ `
   enum StreamViewType {
@@ -93,7 +93,7 @@ type Args = Record<string, unknown>;
 const withoutNulls = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined));
 
 async function slotOf(m: ChangeStreamMapping, ctx: GraphQLContext) {
-  return (await listChangeSlots(ctx.deps.db)).find((s) => s.slotName === m.source.slotName) ?? null;
+  return (await listChangeSlots(ctx.db)).find((s) => s.slotName === m.source.slotName) ?? null;
 }
 
 export const changeStreamResolvers = {
@@ -106,18 +106,18 @@ export const changeStreamResolvers = {
     slotLagBytes: async (m: ChangeStreamMapping, _: Args, ctx: GraphQLContext) => (await slotOf(m, ctx))?.lagBytes ?? null,
     retainedWalBytes: async (m: ChangeStreamMapping, _: Args, ctx: GraphQLContext) => (await slotOf(m, ctx))?.retainedBytes ?? null,
     checkpoints: async (m: ChangeStreamMapping, _: Args, ctx: GraphQLContext) =>
-      (await listCheckpoints(ctx.deps.db, m.id)).map((c) => ({ shardId: c.shardId, lane: c.lane, sequenceNumber: String(c.sequenceNumber), retryAttempts: c.retryAttempts })),
+      (await listCheckpoints(ctx.db, m.id)).map((c) => ({ shardId: c.shardId, lane: c.lane, sequenceNumber: String(c.sequenceNumber), retryAttempts: c.retryAttempts })),
   },
   Query: {
     changeStreamEventSourceMappings: (_: unknown, args: Args, ctx: GraphQLContext) =>
-      listChangeStreamMappings(ctx.deps.db, { table: args.table as string | null, functionName: args.functionName as string | null }),
-    changeStreamEventSourceMapping: (_: unknown, args: Args, ctx: GraphQLContext) => getChangeStreamMapping(ctx.deps.db, args.id as string),
+      listChangeStreamMappings(ctx.db, { table: args.table as string | null, functionName: args.functionName as string | null }),
+    changeStreamEventSourceMapping: (_: unknown, args: Args, ctx: GraphQLContext) => getChangeStreamMapping(ctx.db, args.id as string),
   },
   Mutation: {
     createChangeStreamEventSourceMapping: (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) =>
-      createChangeStreamMapping(ctx.deps.db, withoutNulls(args.input), changeContext(ctx)),
+      createChangeStreamMapping(ctx.db, withoutNulls(args.input), changeContext(ctx)),
     deleteChangeStreamEventSourceMapping: async (_: unknown, args: { id: string }, ctx: GraphQLContext) => {
-      await deleteChangeStreamMapping(ctx.deps.db, args.id, changeContext(ctx));
+      await deleteChangeStreamMapping(ctx.db, args.id, changeContext(ctx));
       return true;
     },
   },

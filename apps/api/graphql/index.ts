@@ -8,10 +8,14 @@ import { getOperationAST, type GraphQLError, type ValidationContext } from 'grap
 import { createSchema, createYoga, type Plugin } from 'graphql-yoga';
 import { Hono } from 'hono';
 import type { RegistryChecks } from '../../../db/functions.ts';
-import { listenToLedger } from '../../../db/notifications.ts';
+import type { Logger } from 'pino';
+import { listenToLedger, type LedgerNotifications } from '../../../db/notifications.ts';
 import type { ReplicaReads } from '../../../db/replica.ts';
+import type { Db } from '../../../db/schema.ts';
+import type { UrlAllowlist } from '../../runtimes/allowlist.ts';
 import { resolveHandlerPath } from '../../runtimes/index.ts';
-import type { AppDeps } from '../deps.ts';
+import type { AuthOptions } from '../auth/index.ts';
+import type { GraphQLContext, GraphQLInvoke } from './context.ts';
 import { createMaskError, guardResolvers } from './errors.ts';
 import { LedgerFeed } from './feed.ts';
 import { AUTH_HEADERS_TEMPLATE, DEFAULT_QUERY, KEY_HINT, graphiqlAssetRoutes, renderOfflineGraphiQL } from './graphiql.ts';
@@ -23,7 +27,7 @@ import { proofResolvers, proofTypeDefs } from './proofs.ts';
 import { queueResolvers, queueTypeDefs } from './queues.ts';
 import { brokerResolvers, brokerTypeDefs } from './brokers.ts';
 import { replayResolvers, replayTypeDefs } from './replays.ts';
-import { resolvers, type GraphQLContext } from './resolvers.ts';
+import { resolvers } from './resolvers.ts';
 import { scheduleResolvers, scheduleTypeDefs } from './schedules.ts';
 import { streamResolvers, streamTypeDefs } from './streams.ts';
 import { changeStreamResolvers, changeStreamTypeDefs } from './change-streams.ts';
@@ -36,6 +40,29 @@ export const LIMITS = {
   maxCost: 5_000,
   maxAliases: 100,
 } as const;
+
+/** What GraphQL is built from: createApp picks these out of its dependencies. */
+export interface GraphQLDeps {
+  /** the primary; a query reads from `reads` when given */
+  db: Db;
+  invoke: GraphQLInvoke;
+  logger: Logger;
+  /** module handlers registered over GraphQL must resolve inside it */
+  functionsDir: string;
+  /** a LISTEN connection is made from it when `notifications` is not given */
+  databaseUrl?: string;
+  notifications?: LedgerNotifications;
+  /** the process's live feed; made here when absent */
+  feed?: LedgerFeed;
+  /** GRAPHQL_INTROSPECTION=off turns schema introspection off (default on) */
+  graphqlIntrospection?: boolean;
+  /** keys on: GraphiQL opens with the header to fill in; secretKey seals broker credentials */
+  auth?: Pick<AuthOptions, 'enabled' | 'secretKey'>;
+  /** HTTP_ALLOWLIST, checked when a function's url or URL destinations are registered */
+  httpAllowlist?: UrlAllowlist;
+  /** DATABASE_READ_URL: queries read from the replica once it has caught up */
+  reads?: ReplicaReads;
+}
 
 export interface GraphQLOptions {
   /** the process's ledger feed (main and tests pass one, to close or watch it); deps.feed, else made here */
@@ -68,7 +95,7 @@ function introspectionSwitch(enabled: boolean): Plugin {
 /**
  * Queries (not mutations, not subscriptions) read from the replica once it has replayed
  * everything the primary had committed when the query arrived, else from the primary
- * (db/replica.ts): resolvers see that database as `deps.db`.
+ * (db/replica.ts): resolvers see that database as `ctx.db`.
  */
 function replicaQueries(reads: ReplicaReads): Plugin<GraphQLContext> {
   return {
@@ -76,13 +103,13 @@ function replicaQueries(reads: ReplicaReads): Plugin<GraphQLContext> {
       if (getOperationAST(args.document, args.operationName)?.operation !== 'query') return;
       const ctx = args.contextValue;
       const { db } = await reads.fresh();
-      ctx.deps = { ...ctx.deps, db };
+      ctx.db = db;
       ctx.events = new EventsLoader(db);
     },
   };
 }
 
-export function graphqlRoutes(deps: AppDeps, options: GraphQLOptions = {}): Hono {
+export function graphqlRoutes(deps: GraphQLDeps, options: GraphQLOptions = {}): Hono {
   const logger = deps.logger.child({ component: 'graphql' });
   // without the process's listener (tests that build the app alone) one of its own, which
   // holds a connection only while someone subscribes
@@ -124,7 +151,7 @@ export function graphqlRoutes(deps: AppDeps, options: GraphQLOptions = {}): Hono
     landingPage: false,
     // yoga's default echoes any Origin with credentials; CORS is decided once, in createApp
     cors: false,
-    context: ({ request }) => ({ deps, checks, feed, events: new EventsLoader(deps.db), request }),
+    context: ({ request }): GraphQLContext => ({ db: deps.db, invoke: deps.invoke, secretKey: deps.auth?.secretKey ?? null, checks, feed, events: new EventsLoader(deps.db), request }),
     maskedErrors: { maskError: createMaskError(logger) },
     logging: {
       debug: (...args: unknown[]) => logger.debug(args.map(String).join(' ')),

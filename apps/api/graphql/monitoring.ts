@@ -8,7 +8,7 @@ import { attemptLogsOf, type AttemptLogText } from '../../../db/invocations.ts';
 import type { InvocationState } from '../../../db/lifecycle.ts';
 import { currentActivity, deadLetterGroups, invocationStats, oldestMessageAges } from '../../../db/monitoring.ts';
 import { listQueues, type Queue } from '../../../db/queues/queues.ts';
-import type { GraphQLContext } from './resolvers.ts';
+import type { GraphQLContext } from './context.ts';
 
 export const monitoringTypeDefs = /* GraphQL */ `
   extend input InvocationFilter {
@@ -133,11 +133,11 @@ export const monitoringResolvers = {
 
   Invocation: {
     attemptLogs: async (inv: InvocationState, _: Args, ctx: GraphQLContext): Promise<AttemptLogText[]> =>
-      (await attemptLogsOf(ctx.deps.db, [inv.id])).get(inv.id) ?? [],
+      (await attemptLogsOf(ctx.db, [inv.id])).get(inv.id) ?? [],
   },
 
   Function: {
-    versions: (fn: FunctionVersion, _: Args, ctx: GraphQLContext) => listFunctionVersions(ctx.deps.db, fn.name),
+    versions: (fn: FunctionVersion, _: Args, ctx: GraphQLContext) => listFunctionVersions(ctx.db, fn.name),
   },
 
   Queue: {
@@ -145,7 +145,7 @@ export const monitoringResolvers = {
       let ages = queueAges.get(ctx);
       if (!ages) {
         // every queue at once: a list of queues asks once, not once per queue
-        ages = listQueues(ctx.deps.db).then((all) => oldestMessageAges(ctx.deps.db, all.map((x) => x.name)));
+        ages = listQueues(ctx.db).then((all) => oldestMessageAges(ctx.db, all.map((x) => x.name)));
         queueAges.set(ctx, ages);
       }
       return (await ages).get(q.name) ?? null;
@@ -157,14 +157,14 @@ export const monitoringResolvers = {
       const since = args.since as Date;
       const until = (args.until as Date | null | undefined) ?? undefined;
       if (!(since instanceof Date)) throw new LedgerError('InvalidParameter', 'since is required');
-      return invocationStats(ctx.deps.db, {
+      return invocationStats(ctx.db, {
         since,
         ...(until ? { until } : {}),
         bucketSeconds: args.bucketSeconds as number,
         functionName: (args.functionName as string | null | undefined) ?? null,
       });
     },
-    activity: (_: unknown, __: Args, ctx: GraphQLContext) => currentActivity(ctx.deps.db),
-    deadLetterGroups: (_: unknown, __: Args, ctx: GraphQLContext) => deadLetterGroups(ctx.deps.db),
+    activity: (_: unknown, __: Args, ctx: GraphQLContext) => currentActivity(ctx.db),
+    deadLetterGroups: (_: unknown, __: Args, ctx: GraphQLContext) => deadLetterGroups(ctx.db),
   },
 };

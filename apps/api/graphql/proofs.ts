@@ -6,7 +6,7 @@ import { LedgerError } from '../../../db/errors.ts';
 import { consistencyProof, invocationProof } from '../../../db/tamper/proofs.ts';
 import { latestTreeHead } from '../../../db/tamper/store.ts';
 import type { TreeHead } from '../../../db/tamper/tree-head.ts';
-import type { GraphQLContext } from './resolvers.ts';
+import type { GraphQLContext } from './context.ts';
 
 export const proofTypeDefs = /* GraphQL */ `
   """
@@ -101,11 +101,11 @@ const treeHeadFields = {
 
 export const proofResolvers = {
   Query: {
-    treeHead: (_: unknown, _args: unknown, ctx: GraphQLContext) => latestTreeHead(ctx.deps.db),
+    treeHead: (_: unknown, _args: unknown, ctx: GraphQLContext) => latestTreeHead(ctx.db),
     invocationProof: (_: unknown, args: { id: string; treeSize?: number | null }, ctx: GraphQLContext) =>
-      invocationProof(ctx.deps.db, args.id, treeSizeArg(args.treeSize, 'treeSize')),
+      invocationProof(ctx.db, args.id, treeSizeArg(args.treeSize, 'treeSize')),
     consistencyProof: (_: unknown, args: { fromSize: number; toSize?: number | null }, ctx: GraphQLContext) =>
-      consistencyProof(ctx.deps.db, treeSizeArg(args.fromSize, 'fromSize') as number, treeSizeArg(args.toSize, 'toSize')),
+      consistencyProof(ctx.db, treeSizeArg(args.fromSize, 'fromSize') as number, treeSizeArg(args.toSize, 'toSize')),
   },
   TreeHead: treeHeadFields,
 };

@@ -6,7 +6,7 @@ import { createEventSourceMapping, deleteEventSourceMapping, getEventSourceMappi
 import { sendMessages, type QueueMessage } from '../../../db/queues/messages.ts';
 import { createQueue, getQueue, listQueues, queueCounts, type Queue, type QueueCounts } from '../../../db/queues/queues.ts';
 import { chainDepthOf } from '../function-ref.ts';
-import { changeContext, type GraphQLContext } from './resolvers.ts';
+import { changeContext, type GraphQLContext } from './context.ts';
 
 export const queueTypeDefs = /* GraphQL */ `
   """A durable message queue. Event source mappings deliver its messages to functions in batches."""
@@ -144,7 +144,7 @@ function mappingArgs(input: Record<string, unknown>): Record<string, unknown> {
 }
 
 async function withCounts(ctx: GraphQLContext, queues: Queue[]): Promise<QueueWithCounts[]> {
-  const counts = await queueCounts(ctx.deps.db, queues.map((q) => q.name));
+  const counts = await queueCounts(ctx.db, queues.map((q) => q.name));
   return queues.map((q) => ({ ...q, counts: counts.get(q.name) as QueueCounts }));
 }
 
@@ -154,7 +154,7 @@ export const queueResolvers = {
     approximateNumberOfMessagesNotVisible: (q: QueueWithCounts) => q.counts.inFlight,
     approximateNumberOfMessagesDelayed: (q: QueueWithCounts) => q.counts.delayed,
     deadLetterCount: (q: QueueWithCounts) => q.counts.deadLettered,
-    eventSourceMappings: (q: Queue, _: Args, ctx: GraphQLContext) => listEventSourceMappings(ctx.deps.db, { queueName: q.name }),
+    eventSourceMappings: (q: Queue, _: Args, ctx: GraphQLContext) => listEventSourceMappings(ctx.db, { queueName: q.name }),
   },
 
   QueueMessage: {
@@ -171,27 +171,27 @@ export const queueResolvers = {
   },
 
   Query: {
-    queues: async (_: unknown, __: Args, ctx: GraphQLContext) => withCounts(ctx, await listQueues(ctx.deps.db)),
+    queues: async (_: unknown, __: Args, ctx: GraphQLContext) => withCounts(ctx, await listQueues(ctx.db)),
     queue: async (_: unknown, args: Args, ctx: GraphQLContext) => {
-      const q = await getQueue(ctx.deps.db, args.name as string);
+      const q = await getQueue(ctx.db, args.name as string);
       return q ? (await withCounts(ctx, [q]))[0] : null;
     },
     queueDeadLetters: async (_: unknown, args: Args, ctx: GraphQLContext): Promise<DeadLetterPage> => {
       const after = (args.after as string | null | undefined) ?? null;
-      const page = await listDeadLetterMessages(ctx.deps.db, args.queueName as string, { first: args.first as number | null, after });
+      const page = await listDeadLetterMessages(ctx.db, args.queueName as string, { first: args.first as number | null, after });
       return { ...page, after };
     },
     eventSourceMappings: (_: unknown, args: Args, ctx: GraphQLContext) =>
-      listEventSourceMappings(ctx.deps.db, { queueName: args.queueName as string | null, functionName: args.functionName as string | null }),
-    eventSourceMapping: (_: unknown, args: Args, ctx: GraphQLContext) => getEventSourceMapping(ctx.deps.db, args.id as string),
+      listEventSourceMappings(ctx.db, { queueName: args.queueName as string | null, functionName: args.functionName as string | null }),
+    eventSourceMapping: (_: unknown, args: Args, ctx: GraphQLContext) => getEventSourceMapping(ctx.db, args.id as string),
   },
 
   Mutation: {
     createQueue: async (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) =>
-      (await withCounts(ctx, [await createQueue(ctx.deps.db, withoutNulls(args.input))]))[0],
+      (await withCounts(ctx, [await createQueue(ctx.db, withoutNulls(args.input))]))[0],
     sendMessage: async (_: unknown, args: Args, ctx: GraphQLContext) => {
       const [messageId] = await sendMessages(
-        ctx.deps.db,
+        ctx.db,
         args.queueName as string,
         [withoutNulls({ body: args.body, delaySeconds: args.delaySeconds })],
         { chainDepth: chainDepthOf(ctx.request.headers) },
@@ -200,7 +200,7 @@ export const queueResolvers = {
     },
     sendMessageBatch: async (_: unknown, args: { queueName: string; entries: Record<string, unknown>[] }, ctx: GraphQLContext) => {
       const ids = await sendMessages(
-        ctx.deps.db,
+        ctx.db,
         args.queueName,
         args.entries.map((e) => ({ ...withoutNulls(e), body: e.body })),
         { chainDepth: chainDepthOf(ctx.request.headers) },
@@ -208,13 +208,13 @@ export const queueResolvers = {
       return ids.map((messageId) => ({ messageId }));
     },
     redriveQueueDeadLetters: (_: unknown, args: { queueName: string; messageIds?: string[] | null }, ctx: GraphQLContext) =>
-      redriveDeadLetterMessages(ctx.deps.db, args.queueName, args.messageIds ?? null),
+      redriveDeadLetterMessages(ctx.db, args.queueName, args.messageIds ?? null),
     createEventSourceMapping: (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) =>
-      createEventSourceMapping(ctx.deps.db, mappingArgs(args.input), changeContext(ctx)),
+      createEventSourceMapping(ctx.db, mappingArgs(args.input), changeContext(ctx)),
     updateEventSourceMapping: (_: unknown, args: { id: string; input: Record<string, unknown> }, ctx: GraphQLContext) =>
-      updateEventSourceMapping(ctx.deps.db, args.id, mappingArgs(args.input), changeContext(ctx)),
+      updateEventSourceMapping(ctx.db, args.id, mappingArgs(args.input), changeContext(ctx)),
     deleteEventSourceMapping: async (_: unknown, args: { id: string }, ctx: GraphQLContext) => {
-      await deleteEventSourceMapping(ctx.deps.db, args.id, changeContext(ctx));
+      await deleteEventSourceMapping(ctx.db, args.id, changeContext(ctx));
       return true;
     },
   },

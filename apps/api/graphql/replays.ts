@@ -4,7 +4,7 @@
 import type { InvocationState, InvocationStatus, LedgerEvent } from '../../../db/lifecycle.ts';
 import { getReplay, listReplays, replayProgress, replayReport, startReplay, type ReplayReport, type ReplayRun } from '../../../db/replay-runs.ts';
 import type { Principal } from '../auth/authenticator.ts';
-import type { GraphQLContext } from './resolvers.ts';
+import type { GraphQLContext } from './context.ts';
 
 export const replayTypeDefs = /* GraphQL */ `
   """
@@ -185,7 +185,7 @@ function reportFor(run: ReplayRun, ctx: GraphQLContext, examples: number): Promi
   const key = `${run.id}\u0000${examples}`;
   let hit = cache.get(key);
   if (!hit) {
-    hit = replayReport(ctx.deps.db, run.id, { examples, withPairs: true });
+    hit = replayReport(ctx.db, run.id, { examples, withPairs: true });
     cache.set(key, hit);
   }
   return hit;
@@ -195,7 +195,7 @@ export const replayResolvers = {
   ReplayDifferenceKind: KIND_IN,
 
   Replay: {
-    progress: async (run: ReplayRun, _: Args, ctx: GraphQLContext) => (await replayProgress(ctx.deps.db, [run.id])).get(run.id),
+    progress: async (run: ReplayRun, _: Args, ctx: GraphQLContext) => (await replayProgress(ctx.db, [run.id])).get(run.id),
     report: (run: ReplayRun, args: { examples?: number | null }, ctx: GraphQLContext) =>
       reportFor(run, ctx, Math.min(50, Math.max(0, args.examples ?? 5))),
   },
@@ -220,16 +220,16 @@ export const replayResolvers = {
   },
 
   Query: {
-    replay: (_: unknown, args: { id: string }, ctx: GraphQLContext) => getReplay(ctx.deps.db, args.id),
+    replay: (_: unknown, args: { id: string }, ctx: GraphQLContext) => getReplay(ctx.db, args.id),
     replays: (_: unknown, args: { functionName?: string | null; first?: number | null }, ctx: GraphQLContext) =>
-      listReplays(ctx.deps.db, { functionName: args.functionName ?? null, first: args.first ?? null }),
+      listReplays(ctx.db, { functionName: args.functionName ?? null, first: args.first ?? null }),
   },
 
   Mutation: {
     startReplay: (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) => {
       const i = args.input;
       const principal = (ctx as { principal?: Principal }).principal;
-      return startReplay(ctx.deps.db, {
+      return startReplay(ctx.db, {
         selection: {
           functionName: i.functionName as string,
           from: (i.from as Date | null | undefined) ?? null,

@@ -1,9 +1,8 @@
 // Resolvers: translate GraphQL to the core functions of db/ and the InvokeService.
 // No lifecycle rules and no SQL here.
 import { LedgerError } from '../../../db/errors.ts';
-import { randomUUID } from 'node:crypto';
-import { changeFunction, createManagedFunction, deleteManagedFunction, functionHistory, type ChangeContext } from '../../../db/control-plane.ts';
-import { getFunction, listFunctions, type FunctionVersion, type RegistryChecks } from '../../../db/functions.ts';
+import { changeFunction, createManagedFunction, deleteManagedFunction, functionHistory } from '../../../db/control-plane.ts';
+import { getFunction, listFunctions, type FunctionVersion } from '../../../db/functions.ts';
 import { cancel, getInvocation, redrive, requireInvocation, viewOf, type InvocationView } from '../../../db/invocations.ts';
 import type { InvocationState, LedgerEvent } from '../../../db/lifecycle.ts';
 import {
@@ -15,30 +14,15 @@ import {
   type InvocationPage,
 } from '../../../db/read-models.ts';
 import { redactUrlSecrets } from '../../runtimes/index.ts';
-import type { AppDeps } from '../deps.ts';
-import { principalOf, type Principal } from '../auth/index.ts';
+import type { Principal } from '../auth/index.ts';
 import { chainDepthOf } from '../function-ref.ts';
 import { ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT } from '../invoke.ts';
-import { formatCursor, parseCursor, type FeedEvent, type LedgerFeed } from './feed.ts';
+import { changeContext, type GraphQLContext } from './context.ts';
+import { formatCursor, parseCursor, type FeedEvent } from './feed.ts';
 import { attachFeed, onFeedDropped } from './live.ts';
-import type { EventsLoader } from './loaders.ts';
 import { DateTimeScalar, JSONScalar } from './scalars.ts';
 
-export interface GraphQLContext {
-  deps: AppDeps;
-  checks: RegistryChecks;
-  events: EventsLoader;
-  feed: LedgerFeed;
-  request: Request;
-}
-
 type Args = Record<string, unknown>;
-
-/** Who makes a control-plane change over GraphQL: recorded with it in ledger.changes. */
-export function changeContext(ctx: GraphQLContext): ChangeContext {
-  const principal = (ctx as { principal?: Principal }).principal ?? principalOf(ctx.request);
-  return { actor: principal?.keyId ?? 'anonymous', requestId: ctx.request.headers.get('x-request-id') ?? randomUUID() };
-}
 
 interface Connection {
   page: InvocationPage;
@@ -77,15 +61,15 @@ function visibleUrl(url: string | null, ctx: GraphQLContext): string | null {
 }
 
 /** A fresh view for a mutation's answer, its events kept for the fields below. */
-async function answer(ctx: GraphQLContext, id: string): Promise<InvocationView> {
-  const view = await requireInvocation(ctx.deps.db, id);
+async function freshView(ctx: GraphQLContext, id: string): Promise<InvocationView> {
+  const view = await requireInvocation(ctx.db, id);
   ctx.events.prime(id, view.events);
   return view;
 }
 
 async function connection(ctx: GraphQLContext, filter: InvocationFilter, args: Args): Promise<Connection> {
   const after = (args.after as string | null | undefined) ?? null;
-  const page = await listInvocations(ctx.deps.db, filter, { first: args.first as number | null | undefined, after });
+  const page = await listInvocations(ctx.db, filter, { first: args.first as number | null | undefined, after });
   return { page, filter, after };
 }
 
@@ -160,16 +144,16 @@ export const resolvers = {
     // query, so it is a thunk that graphql-js's default resolver calls only when asked
     pageInfo: (c: Connection) => ({
       hasNextPage: c.page.hasNextPage,
-      hasPreviousPage: (_: Args, ctx: GraphQLContext) => (c.after ? hasInvocationsBefore(ctx.deps.db, c.filter, c.after) : false),
+      hasPreviousPage: (_: Args, ctx: GraphQLContext) => (c.after ? hasInvocationsBefore(ctx.db, c.filter, c.after) : false),
       startCursor: c.page.items[0]?.cursor ?? null,
       endCursor: c.page.items.at(-1)?.cursor ?? null,
     }),
-    totalCount: (c: Connection, _: Args, ctx: GraphQLContext) => countInvocations(ctx.deps.db, c.filter),
+    totalCount: (c: Connection, _: Args, ctx: GraphQLContext) => countInvocations(ctx.db, c.filter),
   },
 
   Query: {
     invocation: async (_: unknown, args: Args, ctx: GraphQLContext) => {
-      const view = await getInvocation(ctx.deps.db, args.id as string);
+      const view = await getInvocation(ctx.db, args.id as string);
       if (view) ctx.events.prime(view.id, view.events);
       return view;
     },
@@ -177,15 +161,15 @@ export const resolvers = {
       connection(ctx, checkTraceId((args.filter as InvocationFilter | null) ?? {}), args),
     deadLetters: (_: unknown, args: Args, ctx: GraphQLContext) =>
       connection(ctx, { functionName: args.functionName as string | null, status: 'dead_lettered' }, args),
-    functions: (_: unknown, __: Args, ctx: GraphQLContext) => listFunctions(ctx.deps.db),
-    function: (_: unknown, args: Args, ctx: GraphQLContext) => getFunction(ctx.deps.db, args.name as string),
+    functions: (_: unknown, __: Args, ctx: GraphQLContext) => listFunctions(ctx.db),
+    function: (_: unknown, args: Args, ctx: GraphQLContext) => getFunction(ctx.db, args.name as string),
     functionHistory: (_: unknown, args: Args, ctx: GraphQLContext) =>
-      functionHistory(ctx.deps.db, args.name as string, { until: (args.until as Date | null) ?? undefined, limit: (args.first as number | null) ?? undefined }),
+      functionHistory(ctx.db, args.name as string, { until: (args.until as Date | null) ?? undefined, limit: (args.first as number | null) ?? undefined }),
     functionStats: async (_: unknown, args: Args, ctx: GraphQLContext) => {
       const name = args.name as string;
-      if (!(await getFunction(ctx.deps.db, name))) throw new LedgerError('FunctionNotFound', `Function not found: ${name}`);
+      if (!(await getFunction(ctx.db, name))) throw new LedgerError('FunctionNotFound', `Function not found: ${name}`);
       const since = (args.since as Date | null | undefined) ?? new Date(Date.now() - 24 * 60 * 60 * 1000);
-      return functionStats(ctx.deps.db, name, since);
+      return functionStats(ctx.db, name, since);
     },
   },
 
@@ -193,46 +177,46 @@ export const resolvers = {
     createFunction: (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) => {
       // null means "the default" when creating
       const { name, ...config } = withoutNulls(args.input);
-      return createManagedFunction(ctx.deps.db, changeContext(ctx), name as string, config as never, null, { checks: ctx.checks }).then((r) => r.fn);
+      return createManagedFunction(ctx.db, changeContext(ctx), name as string, config as never, null, { checks: ctx.checks }).then((r) => r.fn);
     },
     // forgetFunction: this process's invokes see the change at once, not after the 1 s function cache
     updateFunction: async (_: unknown, args: { name: string; input: Record<string, unknown> }, ctx: GraphQLContext) => {
-      const { fn } = await changeFunction(ctx.deps.db, changeContext(ctx), args.name, 'config_updated', args.input, { checks: ctx.checks });
-      ctx.deps.invoke.forgetFunction(args.name);
+      const { fn } = await changeFunction(ctx.db, changeContext(ctx), args.name, 'config_updated', args.input, { checks: ctx.checks });
+      ctx.invoke.forgetFunction(args.name);
       return fn;
     },
     deleteFunction: async (_: unknown, args: { name: string }, ctx: GraphQLContext) => {
-      await deleteManagedFunction(ctx.deps.db, changeContext(ctx), args.name);
-      ctx.deps.invoke.forgetFunction(args.name);
+      await deleteManagedFunction(ctx.db, changeContext(ctx), args.name);
+      ctx.invoke.forgetFunction(args.name);
       return true;
     },
 
     invoke: async (_: unknown, args: Args, ctx: GraphQLContext) => {
-      const fn = await ctx.deps.invoke.resolveFunction(args.functionName as string);
+      const fn = await ctx.invoke.resolveFunction(args.functionName as string);
       checkPayload(args.payload, SYNC_PAYLOAD_LIMIT);
-      const done = await ctx.deps.invoke.invokeSync(fn, args.payload ?? null, {
+      const done = await ctx.invoke.invokeSync(fn, args.payload ?? null, {
         idempotencyKey: checkIdempotencyKey(args.idempotencyKey),
         chainDepth: chainDepthOf(ctx.request.headers),
         signal: ctx.request.signal,
       });
-      return answer(ctx, done.invocationId);
+      return freshView(ctx, done.invocationId);
     },
     invokeAsync: async (_: unknown, args: Args, ctx: GraphQLContext) => {
-      const fn = await ctx.deps.invoke.resolveFunction(args.functionName as string);
+      const fn = await ctx.invoke.resolveFunction(args.functionName as string);
       checkPayload(args.payload, ASYNC_PAYLOAD_LIMIT);
-      const accepted = await ctx.deps.invoke.invokeAsync(fn, args.payload ?? null, {
+      const accepted = await ctx.invoke.invokeAsync(fn, args.payload ?? null, {
         idempotencyKey: checkIdempotencyKey(args.idempotencyKey),
         chainDepth: chainDepthOf(ctx.request.headers),
       });
-      return answer(ctx, accepted.invocationId);
+      return freshView(ctx, accepted.invocationId);
     },
     redrive: async (_: unknown, args: { invocationId: string }, ctx: GraphQLContext) => {
-      await redrive(ctx.deps.db, [args.invocationId], 'graphql');
-      return answer(ctx, args.invocationId);
+      await redrive(ctx.db, [args.invocationId], 'graphql');
+      return freshView(ctx, args.invocationId);
     },
     cancelInvocation: async (_: unknown, args: { id: string }, ctx: GraphQLContext) => {
-      await cancel(ctx.deps.db, [args.id], 'cancelled through GraphQL');
-      return answer(ctx, args.id);
+      await cancel(ctx.db, [args.id], 'cancelled through GraphQL');
+      return freshView(ctx, args.id);
     },
   },
 
@@ -240,7 +224,7 @@ export const resolvers = {
     invocationEvents: {
       subscribe: async (_: unknown, args: Args, ctx: GraphQLContext) => {
         const invocationId = (args.invocationId as string | null | undefined) ?? null;
-        if (invocationId && !(await getInvocation(ctx.deps.db, invocationId))) {
+        if (invocationId && !(await getInvocation(ctx.db, invocationId))) {
           throw new LedgerError('InvocationNotFound', `Invocation not found: ${invocationId}`);
         }
         // an SSE client that reconnects (EventSource does it by itself) says where it was;

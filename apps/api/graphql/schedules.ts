@@ -14,7 +14,7 @@ import {
 } from '../../../db/schedule-store.ts';
 import { LedgerError } from '../../../db/errors.ts';
 import type { Principal } from '../auth/index.ts';
-import type { GraphQLContext } from './resolvers.ts';
+import type { GraphQLContext } from './context.ts';
 
 export const scheduleTypeDefs = /* GraphQL */ `
   """A schedule with the semantics of Amazon EventBridge Scheduler: it invokes a function at its ticks."""
@@ -179,28 +179,28 @@ const out = (v: ScheduleView) => ({
 
 export const scheduleResolvers = {
   Schedule: {
-    upcomingTicks: (s: { _view: ScheduleView }, a: Args, ctx: GraphQLContext) => upcomingTicks(ctx.deps.db, s._view, Math.min((a.count as number) ?? 5, 100)),
+    upcomingTicks: (s: { _view: ScheduleView }, a: Args, ctx: GraphQLContext) => upcomingTicks(ctx.db, s._view, Math.min((a.count as number) ?? 5, 100)),
   },
   Query: {
     schedules: async (_: unknown, a: Args, ctx: GraphQLContext) =>
-      (await listSchedules(ctx.deps.db, { groupName: (a.groupName as string | null) ?? null, namePrefix: (a.namePrefix as string | null) ?? null, limit: (a.first as number) ?? 100 })).map(out),
-    schedule: async (_: unknown, a: Args, ctx: GraphQLContext) => out(await requireSchedule(ctx.deps.db, (a.groupName as string | null) ?? null, a.name as string)),
+      (await listSchedules(ctx.db, { groupName: (a.groupName as string | null) ?? null, namePrefix: (a.namePrefix as string | null) ?? null, limit: (a.first as number) ?? 100 })).map(out),
+    schedule: async (_: unknown, a: Args, ctx: GraphQLContext) => out(await requireSchedule(ctx.db, (a.groupName as string | null) ?? null, a.name as string)),
     scheduleTicks: async (_: unknown, a: Args, ctx: GraphQLContext) => {
       const group = (a.groupName as string | null) ?? null;
-      const recorded = await listTicks(ctx.deps.db, group, a.name as string, (a.first as number) ?? 100);
+      const recorded = await listTicks(ctx.db, group, a.name as string, (a.first as number) ?? 100);
       const count = Math.min((a.upcoming as number) ?? 5, 100);
-      const view = count > 0 ? await requireSchedule(ctx.deps.db, group, a.name as string).catch(() => null) : null;
-      return { recorded, upcoming: view ? await upcomingTicks(ctx.deps.db, view, count) : [] };
+      const view = count > 0 ? await requireSchedule(ctx.db, group, a.name as string).catch(() => null) : null;
+      return { recorded, upcoming: view ? await upcomingTicks(ctx.db, view, count) : [] };
     },
   },
   Mutation: {
-    createSchedule: async (_: unknown, a: Args, ctx: GraphQLContext) => out(await createSchedule(ctx.deps.db, inputOf(a.input as Args), actorOf(ctx))),
-    updateSchedule: async (_: unknown, a: Args, ctx: GraphQLContext) => out(await updateSchedule(ctx.deps.db, inputOf(a.input as Args), actorOf(ctx))),
+    createSchedule: async (_: unknown, a: Args, ctx: GraphQLContext) => out(await createSchedule(ctx.db, inputOf(a.input as Args), actorOf(ctx))),
+    updateSchedule: async (_: unknown, a: Args, ctx: GraphQLContext) => out(await updateSchedule(ctx.db, inputOf(a.input as Args), actorOf(ctx))),
     setScheduleState: async (_: unknown, a: Args, ctx: GraphQLContext) => {
       const state = a.state as string;
       if (state !== 'ENABLED' && state !== 'DISABLED') throw new LedgerError('InvalidParameter', 'state must be ENABLED or DISABLED');
-      return out(await setScheduleState(ctx.deps.db, (a.groupName as string | null) ?? null, a.name as string, state, actorOf(ctx)));
+      return out(await setScheduleState(ctx.db, (a.groupName as string | null) ?? null, a.name as string, state, actorOf(ctx)));
     },
-    deleteSchedule: async (_: unknown, a: Args, ctx: GraphQLContext) => out(await deleteSchedule(ctx.deps.db, (a.groupName as string | null) ?? null, a.name as string, actorOf(ctx))),
+    deleteSchedule: async (_: unknown, a: Args, ctx: GraphQLContext) => out(await deleteSchedule(ctx.db, (a.groupName as string | null) ?? null, a.name as string, actorOf(ctx))),
   },
 };

@@ -15,7 +15,7 @@ import {
   type Stream,
   type StreamMapping,
 } from '../../../db/streams.ts';
-import { changeContext, type GraphQLContext } from './resolvers.ts';
+import { changeContext, type GraphQLContext } from './context.ts';
 
 export const streamTypeDefs = /* GraphQL */ `
   """A stream of records, ordered per shard; a record's partition key picks its shard by MD5 hash range."""
@@ -181,21 +181,21 @@ const seq = (n: number) => String(n);
 export const streamResolvers = {
   Stream: {
     shards: (s: Stream) => s.shards.map((h) => ({ ...h, lastSequenceNumber: seq(h.lastSequenceNumber) })),
-    eventSourceMappings: (s: Stream, _: Args, ctx: GraphQLContext) => listStreamMappings(ctx.deps.db, { streamName: s.name }),
+    eventSourceMappings: (s: Stream, _: Args, ctx: GraphQLContext) => listStreamMappings(ctx.db, { streamName: s.name }),
   },
   StreamEventSourceMapping: {
     checkpoints: async (m: StreamMapping, _: Args, ctx: GraphQLContext) =>
-      (await listCheckpoints(ctx.deps.db, m.id)).map((c) => ({ shardId: c.shardId, lane: c.lane, sequenceNumber: seq(c.sequenceNumber), retryAttempts: c.retryAttempts, window: c.window })),
+      (await listCheckpoints(ctx.db, m.id)).map((c) => ({ shardId: c.shardId, lane: c.lane, sequenceNumber: seq(c.sequenceNumber), retryAttempts: c.retryAttempts, window: c.window })),
   },
   Query: {
-    streams: (_: unknown, __: Args, ctx: GraphQLContext) => listStreams(ctx.deps.db),
-    stream: (_: unknown, args: Args, ctx: GraphQLContext) => getStream(ctx.deps.db, args.name as string),
+    streams: (_: unknown, __: Args, ctx: GraphQLContext) => listStreams(ctx.db),
+    stream: (_: unknown, args: Args, ctx: GraphQLContext) => getStream(ctx.db, args.name as string),
     streamEventSourceMappings: (_: unknown, args: Args, ctx: GraphQLContext) =>
-      listStreamMappings(ctx.deps.db, { streamName: args.streamName as string | null, functionName: args.functionName as string | null }),
+      listStreamMappings(ctx.db, { streamName: args.streamName as string | null, functionName: args.functionName as string | null }),
     streamRecordDeliveries: async (_: unknown, args: Args, ctx: GraphQLContext) => {
       const n = Number(args.sequenceNumber);
       if (!Number.isSafeInteger(n) || n < 0) return [];
-      return (await deliveriesOfRecord(ctx.deps.db, args.streamName as string, args.shardId as string, n)).map((d) => ({
+      return (await deliveriesOfRecord(ctx.db, args.streamName as string, args.shardId as string, n)).map((d) => ({
         ...d,
         firstSequenceNumber: seq(d.firstSequenceNumber),
         lastSequenceNumber: seq(d.lastSequenceNumber),
@@ -203,20 +203,20 @@ export const streamResolvers = {
     },
   },
   Mutation: {
-    createStream: (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) => createStream(ctx.deps.db, withoutNulls(args.input)),
+    createStream: (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) => createStream(ctx.db, withoutNulls(args.input)),
     putRecord: async (_: unknown, args: { streamName: string; partitionKey: string; data: string }, ctx: GraphQLContext) =>
-      (await putRecords(ctx.deps.db, args.streamName, [{ partitionKey: args.partitionKey, data: args.data }]))[0],
+      (await putRecords(ctx.db, args.streamName, [{ partitionKey: args.partitionKey, data: args.data }]))[0],
     putRecords: (_: unknown, args: { streamName: string; records: Record<string, unknown>[] }, ctx: GraphQLContext) =>
-      putRecords(ctx.deps.db, args.streamName, args.records.map((r) => ({ ...r }))),
+      putRecords(ctx.db, args.streamName, args.records.map((r) => ({ ...r }))),
     createStreamEventSourceMapping: (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) =>
-      createStreamMapping(ctx.deps.db, withoutNulls(args.input), changeContext(ctx)),
+      createStreamMapping(ctx.db, withoutNulls(args.input), changeContext(ctx)),
     updateStreamEventSourceMapping: (_: unknown, args: { id: string; input: Record<string, unknown> }, ctx: GraphQLContext) => {
       const patch = withoutNulls(args.input);
       if ('onFailure' in args.input) patch.onFailure = args.input.onFailure ?? null;
-      return updateStreamMapping(ctx.deps.db, args.id, patch, changeContext(ctx));
+      return updateStreamMapping(ctx.db, args.id, patch, changeContext(ctx));
     },
     deleteStreamEventSourceMapping: async (_: unknown, args: { id: string }, ctx: GraphQLContext) => {
-      await deleteStreamMapping(ctx.deps.db, args.id, changeContext(ctx));
+      await deleteStreamMapping(ctx.db, args.id, changeContext(ctx));
       return true;
     },
   },

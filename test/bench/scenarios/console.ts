@@ -11,10 +11,8 @@
 // page is loaded and painted (loadEventEnd, first contentful paint), p50 over N loads.
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
-import { Registry } from 'prom-client';
 import { chromium } from 'playwright-core';
-import { createApp } from '../../../apps/api/app.ts';
-import { InvokeService } from '../../../apps/api/invoke.ts';
+import { composeApi } from '../../../apps/cli/compose.ts';
 import { createRuntimes } from '../../../apps/runtimes/index.ts';
 import { openDatabase } from '../../../db/connection.ts';
 import { createFunction } from '../../../db/functions.ts';
@@ -155,7 +153,7 @@ export async function consoleScenario(scale: BenchScale): Promise<Measurement[]>
     log(`console: ledger written in ${((performance.now() - t0) / 1000).toFixed(0)} s: ${events.toLocaleString('en-US')} events, ${rows[0]?.dead.toLocaleString('en-US')} dead letters`);
 
     // auth off: the pages' own cost, not the key check's
-    const app = createApp({ db: handle.db, invoke: new InvokeService({ db: handle.db, runtimes, instanceId: 'bench-console', logger }), logger, registry: new Registry(), functionsDir: process.cwd() });
+    const { app } = composeApi({ db: handle.db, instanceId: 'bench-console', runtimes, logger, functionsDir: process.cwd() });
     const oneInvocation = (await handle.pool.query<{ id: string }>(`select id from ledger.invocations where status = 'dead_lettered' order by accepted_at desc limit 1 offset 1000`)).rows[0]?.id;
     const pages: [string, string][] = [
       ['invocations, newest 50', '/console/invocations'],
