@@ -6,10 +6,8 @@
 // Lambda wire, in GraphQL and in db/streams.ts.
 import { CreateEventSourceMappingCommand, LambdaServiceException, UpdateEventSourceMappingCommand } from '@aws-sdk/client-lambda';
 import { sql } from 'kysely';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../apps/api/app.ts';
-import { InvokeService } from '../../apps/api/invoke.ts';
+import { composeApi } from '../../apps/cli/compose.ts';
 import type { Runtimes } from '../../apps/runtimes/index.ts';
 import type { StreamPoller } from '../../apps/worker/event-sources/streams.ts';
 import { LedgerError } from '../../db/errors.ts';
@@ -31,8 +29,7 @@ beforeAll(async () => {
   t = await createTestDatabase();
   runtimes = streamRuntimes();
   poller = await startStreamPoller(t.db, runtimes);
-  const invoke = new InvokeService({ db: t.db, runtimes, instanceId: 'windows-test', logger: silent });
-  const app = createApp({ db: t.db, invoke, logger: silent, registry: new Registry(), functionsDir: FIXTURES, auth: { enabled: true, cacheTtlMs: 0 } });
+  const { app } = composeApi({ db: t.db, instanceId: 'windows-test', runtimes, logger: silent, functionsDir: FIXTURES, auth: { enabled: true, cacheTtlMs: 0 } });
   server = await listen(app.fetch);
   admin = await createApiKey(t.db, { name: 'operator', scopes: ['admin', 'invoke', 'audit'] });
 });
