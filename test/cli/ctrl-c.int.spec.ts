@@ -6,6 +6,7 @@
 // two start the CLI itself as the group leader, so its exit code is what the test sees.
 // Every process started here (each group, the postmasters) is ended by pid in teardown.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -27,13 +28,33 @@ beforeAll(async () => {
   await chmod(dir, 0o755); // as root, the embedded server runs as the `postgres` OS user
 });
 
-const alive = (pid: number): boolean => {
+/** A process's state letter and process group, from /proc/PID/stat (the name may hold spaces). */
+function procStat(pid: number): { state: string; pgrp: number } | null {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: state as string, pgrp: Number(pgrp) };
   } catch {
-    return false;
+    return null;
   }
+}
+
+/**
+ * Whether a process (pid) or any process of a group (-pgid) still runs. A zombie does not:
+ * it has exited, and one orphaned to an init that does not reap (this machine's does not)
+ * stays in the process table, where `kill(pid, 0)` still finds it.
+ */
+const alive = (pid: number): boolean => {
+  if (pid > 0) {
+    const s = procStat(pid);
+    return s !== null && s.state !== 'Z';
+  }
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .some((d) => {
+      const s = procStat(Number(d));
+      return s !== null && s.pgrp === -pid && s.state !== 'Z';
+    });
 };
 
 afterAll(async () => {
