@@ -101,7 +101,7 @@ export type BrokerMappingUpdate = z.input<typeof brokerMappingUpdateSchema>;
 // ---------------------------------------------------------------------------------
 // the sealed connection URL
 
-type ConnectionFormat = 'plain' | 'aes-256-gcm';
+export type ConnectionFormat = 'plain' | 'aes-256-gcm';
 
 function encryptionKey(secretKey: string): Buffer {
   if (secretKey.length < MIN_SECRET_KEY_LENGTH) {
@@ -110,7 +110,8 @@ function encryptionKey(secretKey: string): Buffer {
   return Buffer.from(hkdfSync('sha256', secretKey, 'invoke-ledger', 'broker connection url', 32));
 }
 
-function sealUrl(id: string, url: string, secretKey: string | null | undefined): { format: ConnectionFormat; sealed: Buffer } {
+/** Seals a connection URL for the row `id` (AES-256-GCM under the server's secret key; plain without one). Change stream source databases use it too. */
+export function sealUrl(id: string, url: string, secretKey: string | null | undefined): { format: ConnectionFormat; sealed: Buffer } {
   if (!secretKey) return { format: 'plain', sealed: Buffer.from(url, 'utf8') };
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', encryptionKey(secretKey), iv);
@@ -120,16 +121,16 @@ function sealUrl(id: string, url: string, secretKey: string | null | undefined):
 }
 
 /** The connection URL of a mapping; throws when it is sealed and the key is missing or another one. */
-export function openConnectionUrl(m: { id: string; connectionFormat: ConnectionFormat; connectionSealed: Buffer }, secretKey: string | null | undefined): string {
+export function openConnectionUrl(m: { id: string; connectionFormat: ConnectionFormat; connectionSealed: Buffer }, secretKey: string | null | undefined, what = 'broker mapping'): string {
   if (m.connectionFormat === 'plain') return m.connectionSealed.toString('utf8');
-  if (!secretKey) throw new Error(`the connection URL of broker mapping ${m.id} is sealed, and LEDGER_SECRET_KEY is not set`);
+  if (!secretKey) throw new Error(`the connection URL of ${what} ${m.id} is sealed, and LEDGER_SECRET_KEY is not set`);
   const decipher = createDecipheriv('aes-256-gcm', encryptionKey(secretKey), m.connectionSealed.subarray(0, 12));
   decipher.setAAD(Buffer.from(m.id, 'utf8'));
   decipher.setAuthTag(m.connectionSealed.subarray(12, 28));
   try {
     return Buffer.concat([decipher.update(m.connectionSealed.subarray(28)), decipher.final()]).toString('utf8');
   } catch {
-    throw new Error(`the connection URL of broker mapping ${m.id} does not open with this LEDGER_SECRET_KEY`);
+    throw new Error(`the connection URL of ${what} ${m.id} does not open with this LEDGER_SECRET_KEY`);
   }
 }
 

@@ -6,14 +6,16 @@
 // confirms the slot only up to where every appended change has been processed
 // (confirmableLsn), so the stream mapping machinery does the rest.
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
 import { z } from 'zod';
+import { openConnectionUrl, sealUrl } from './brokers.ts';
 import type { ChangeContext } from './control-plane.ts';
 import { LedgerError } from './errors.ts';
 import { FUNCTION_NAME, getFunction } from './functions.ts';
 import { UUID } from './invocations.ts';
 import { parse } from './queues/schemas.ts';
-import type { Db, Executor } from './schema.ts';
+import type { Database, Db, Executor } from './schema.ts';
 import {
   appendRecords,
   createStream,
@@ -64,6 +66,22 @@ export const changeStreamMappingInputSchema = z
     tumblingWindowInSeconds: z.number().int().min(0).max(900).default(0),
     /** where the mapping starts: both mean the first change committed after creation (the slot has nothing older); kept as given, as Lambda answers it */
     startingPosition: z.enum(['TRIM_HORIZON', 'LATEST']).default('TRIM_HORIZON'),
+    /**
+     * the table is in another PostgreSQL database: its connection string (postgres://…),
+     * sealed with LEDGER_SECRET_KEY as broker URLs are, never answered or logged; null: the ledger's own
+     */
+    sourceDatabaseUrl: z
+      .string()
+      .max(4096)
+      .refine((u) => {
+        try {
+          return ['postgres:', 'postgresql:'].includes(new URL(u).protocol);
+        } catch {
+          return false;
+        }
+      }, 'sourceDatabaseUrl must be a postgres:// or postgresql:// URL')
+      .nullable()
+      .default(null),
   })
   .strict();
 export type ChangeStreamMappingInput = z.input<typeof changeStreamMappingInputSchema>;
@@ -79,6 +97,8 @@ export interface ChangeSource {
   publicationName: string;
   /** every source transaction committed at or before this LSN is in the stream */
   ingestedLsn: string;
+  /** host:port/database of the source database, without credentials; null: the ledger's own */
+  endpoint: string | null;
 }
 
 export interface ChangeStreamMapping extends StreamMapping {
@@ -95,6 +115,7 @@ interface SourceRow {
   slot_name: string;
   publication_name: string;
   ingested_lsn: string;
+  source_endpoint: string | null;
 }
 
 const toSource = (r: SourceRow): ChangeSource => ({
@@ -107,7 +128,70 @@ const toSource = (r: SourceRow): ChangeSource => ({
   slotName: r.slot_name,
   publicationName: r.publication_name,
   ingestedLsn: r.ingested_lsn,
+  endpoint: r.source_endpoint,
 });
+
+// ---------------------------------------------------------------------------------
+// source tables in another database (docs/streams.md, "Source tables in another database")
+
+const CHANGE_SOURCE_URL = 'change stream source';
+
+/** host:port/database of a postgres:// URL: what people see, never user info or options. */
+export function sourceEndpointOf(url: string): string {
+  const u = new URL(url);
+  return `${u.hostname}:${u.port || '5432'}/${decodeURIComponent(u.pathname.replace(/^\//, '')) || '(default)'}`;
+}
+
+/** The message without the URL, its password or its user info, however they were spelled. */
+export function redactSourceUrl(message: string, url: string): string {
+  const secrets = new Set<string>([url]);
+  try {
+    const u = new URL(url);
+    for (const p of [u.password, decodeURIComponent(u.password)]) if (p) secrets.add(p);
+    if (u.username || u.password) secrets.add(`${u.username}:${u.password}`);
+    for (const [, v] of u.searchParams) if (v.length >= 4) secrets.add(v);
+  } catch {
+    // not a URL: the whole string is removed
+  }
+  let out = message;
+  for (const x of [...secrets].sort((a, b) => b.length - a.length)) out = out.split(x).join('(redacted)');
+  return out;
+}
+
+/** An error from the source database as one that names its endpoint only. */
+function sourceError(e: unknown, url: string): LedgerError {
+  if (e instanceof LedgerError) return new LedgerError(e.code, redactSourceUrl(e.message, url), {});
+  let endpoint = '(source database)';
+  try {
+    endpoint = sourceEndpointOf(url);
+  } catch {
+    // keep the placeholder
+  }
+  return new LedgerError('InvalidParameter', `source database ${endpoint}: ${redactSourceUrl((e as Error)?.message ?? String(e), url)}`);
+}
+
+/** A short-lived connection to a source database, as its login (which owns the table and may replicate). */
+async function withSourceDb<T>(url: string, fn: (src: Db) => Promise<T>): Promise<T> {
+  const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 5_000, application_name: 'invoke-ledger change streams' });
+  pool.on('error', () => {});
+  const src = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    return await fn(src);
+  } catch (e) {
+    throw sourceError(e, url);
+  } finally {
+    await src.destroy().catch(() => {});
+  }
+}
+
+/** The mapping's source connection string, opened with the server's secret key; null for a table in the ledger's database. */
+export async function openChangeSourceUrl(db: Executor, mappingId: string, secretKey: string | null | undefined): Promise<string | null> {
+  const { rows } = await sql<{ connection_sealed: Buffer | null }>`
+    select connection_sealed from ledger.change_sources where mapping_id = ${mappingId}::uuid`.execute(db);
+  const sealed = rows[0]?.connection_sealed;
+  if (!sealed) return null;
+  return openConnectionUrl({ id: mappingId, connectionFormat: 'aes-256-gcm', connectionSealed: sealed }, secretKey, CHANGE_SOURCE_URL);
+}
 
 export const changeStreamArn = (s: Pick<ChangeSource, 'schemaName' | 'tableName' | 'mappingId'>) =>
   `${CHANGE_STREAM_ARN_PREFIX}${s.schemaName}.${s.tableName}/stream/${s.mappingId}`;
@@ -165,10 +249,11 @@ export async function richestStreamViewType(db: Executor, name: string): Promise
 }
 
 /** A change stream mapping of the table to the function, other than `except`: Lambda's one mapping per stream and function. */
-async function existingChangeMapping(db: Executor, schema: string, table: string, functionName: string, except: string | null): Promise<string | null> {
+async function existingChangeMapping(db: Executor, schema: string, table: string, functionName: string, except: string | null, endpoint: string | null = null): Promise<string | null> {
   const { rows } = await sql<{ id: string }>`
     select m.id from ledger.change_sources s join ledger.stream_mappings m on m.id = s.mapping_id
     where s.schema_name = ${schema} and s.table_name = ${table} and m.function_name = ${functionName} and (${except}::uuid is null or m.id <> ${except}::uuid)
+      and s.source_endpoint is not distinct from ${endpoint}::text
     order by m.created_at, m.id limit 1`.execute(db);
   return rows[0]?.id ?? null;
 }
@@ -184,9 +269,15 @@ const changeMappingExists = (schema: string, table: string, functionName: string
  * a function (docs/streams.md).
  */
 const NOT_A_SOURCE = /^(ledger|audit|ledger_archive|information_schema|pg_.*)$/;
+/** In another database the ledger's schema names are a user's own: only PostgreSQL's catalogs are refused there. */
+const NOT_A_SOURCE_ELSEWHERE = /^(information_schema|pg_.*)$/;
 
-async function describeTable(db: Executor, schema: string, table: string): Promise<{ keyColumns: string[]; identity: 'd' | 'f' | 'i' | 'n' }> {
-  if (NOT_A_SOURCE.test(schema)) {
+async function describeTable(db: Executor, schema: string, table: string, ledgerDatabase = true): Promise<{ keyColumns: string[]; identity: 'd' | 'f' | 'i' | 'n' }> {
+  // a connection string may name a ledger's database (this one's, through another login): it is refused as the ledger's own
+  const isLedger =
+    ledgerDatabase ||
+    (await sql<{ ledger: boolean }>`select to_regclass('ledger.events') is not null and to_regclass('ledger.change_sources') is not null as ledger`.execute(db)).rows[0]?.ledger === true;
+  if ((isLedger ? NOT_A_SOURCE : NOT_A_SOURCE_ELSEWHERE).test(schema)) {
     throw new LedgerError('InvalidParameter', `table ${schema}.${table} is not a source: change streams read application tables, not the ledger's own schemas or PostgreSQL's catalogs`);
   }
   const { rows } = await sql<{ relreplident: 'd' | 'f' | 'i' | 'n'; keys: string[] | null; relkind: string }>`
@@ -209,20 +300,43 @@ async function describeTable(db: Executor, schema: string, table: string): Promi
  * where the stream starts: changes committed after creation), the stream, the stream
  * mapping and the change source. What was made is undone when a later step fails.
  */
-export async function createChangeStreamMapping(db: Db, input: unknown, by: ChangeContext = SYSTEM, opts: { refuseDuplicate?: boolean } = {}): Promise<ChangeStreamMapping> {
+export async function createChangeStreamMapping(
+  db: Db,
+  input: unknown,
+  by: ChangeContext = SYSTEM,
+  opts: { refuseDuplicate?: boolean; secretKey?: string | null } = {},
+): Promise<ChangeStreamMapping> {
   const m = parse(changeStreamMappingInputSchema, input);
+  const url = m.sourceDatabaseUrl;
+  if (url === null) return createOn(db, db, m, null, by, opts);
+  // never stored in plain text: without the server's key there is nothing to seal it with
+  if (!opts.secretKey) throw new LedgerError('InvalidParameter', 'sourceDatabaseUrl is stored sealed with LEDGER_SECRET_KEY, and the server has none (docs/streams.md)');
+  sealUrl(randomUUID(), 'check', opts.secretKey); // a key too short is refused before anything is made
+  const endpoint = sourceEndpointOf(url);
+  return withSourceDb(url, (src) => createOn(db, src, m, { url, endpoint, secretKey: opts.secretKey as string }, by, opts));
+}
+
+async function createOn(
+  db: Db,
+  src: Db,
+  m: z.output<typeof changeStreamMappingInputSchema>,
+  remote: { url: string; endpoint: string; secretKey: string } | null,
+  by: ChangeContext,
+  opts: { refuseDuplicate?: boolean },
+): Promise<ChangeStreamMapping> {
   const [, schemaPart, tablePart] = TABLE.exec(m.table) as RegExpExecArray;
   const schema = schemaPart ?? 'public';
   const table = tablePart as string;
+  const endpoint = remote?.endpoint ?? null;
   if (!(await getFunction(db, m.functionName))) throw new LedgerError('FunctionNotFound', `Function not found: ${m.functionName}`);
-  const { keyColumns, identity } = await describeTable(db, schema, table);
+  const { keyColumns, identity } = await describeTable(src, schema, table, remote === null);
   if (opts.refuseDuplicate) {
-    const existing = await existingChangeMapping(db, schema, table, m.functionName, null);
+    const existing = await existingChangeMapping(db, schema, table, m.functionName, null, endpoint);
     if (existing) throw changeMappingExists(schema, table, m.functionName, existing);
   }
   const why = whyNotReplicaIdentity(m.streamViewType, identity);
   if (why) throw new LedgerError('InvalidParameter', `table ${schema}.${table} has REPLICA IDENTITY ${({ d: 'DEFAULT', f: 'FULL', i: 'USING INDEX', n: 'NOTHING' } as const)[identity]}; ${why}`);
-  const { rows: level } = await sql<{ wal_level: string }>`select current_setting('wal_level') as wal_level`.execute(db);
+  const { rows: level } = await sql<{ wal_level: string }>`select current_setting('wal_level') as wal_level`.execute(src);
   if (level[0]?.wal_level !== 'logical') throw new LedgerError('InvalidParameter', `change streams need wal_level=logical on the server; it is ${level[0]?.wal_level}`);
 
   const token = randomUUID().replaceAll('-', '');
@@ -230,11 +344,11 @@ export async function createChangeStreamMapping(db: Db, input: unknown, by: Chan
   const streamName = `pg.${schema}.${table}.${token.slice(0, 8)}`.slice(0, 128);
   const undo: (() => Promise<unknown>)[] = [];
   try {
-    await asLoginRole(db, (tx) => sql`create publication ${sql.id(name)} for table ${sql.id(schema, table)}`.execute(tx));
-    undo.push(() => asLoginRole(db, (tx) => sql`drop publication if exists ${sql.id(name)}`.execute(tx)));
+    await asLoginRole(src, (tx) => sql`create publication ${sql.id(name)} for table ${sql.id(schema, table)}`.execute(tx));
+    undo.push(() => asLoginRole(src, (tx) => sql`drop publication if exists ${sql.id(name)}`.execute(tx)));
     // its own transaction: a logical slot cannot be created in a transaction that wrote
-    const { rows: slot } = await asLoginRole(db, (tx) => sql<{ lsn: string }>`select lsn::text from pg_create_logical_replication_slot(${name}, 'pgoutput')`.execute(tx));
-    undo.push(() => dropSlot(db, name));
+    const { rows: slot } = await asLoginRole(src, (tx) => sql<{ lsn: string }>`select lsn::text from pg_create_logical_replication_slot(${name}, 'pgoutput')`.execute(tx));
+    undo.push(() => dropSlot(src, name));
     await createStream(db, { name: streamName, shardCount: m.shardCount, retentionHours: m.retentionHours });
     undo.push(() => sql`delete from ledger.streams where name = ${streamName}`.execute(db));
     const mapping = await createStreamMapping(db, {
@@ -257,14 +371,18 @@ export async function createChangeStreamMapping(db: Db, input: unknown, by: Chan
       if (opts.refuseDuplicate) {
         // a concurrent create of the same pair passed the check above too: under a lock on
         // the pair, the one that commits its source second sees the first and is undone
-        await sql`select pg_advisory_xact_lock(hashtextextended(${`change-mapping:${schema}.${table}:${m.functionName}`}, 0))`.execute(tx);
-        const existing = await existingChangeMapping(tx, schema, table, m.functionName, mapping.id);
+        await sql`select pg_advisory_xact_lock(hashtextextended(${`change-mapping:${endpoint ?? ''}:${schema}.${table}:${m.functionName}`}, 0))`.execute(tx);
+        const existing = await existingChangeMapping(tx, schema, table, m.functionName, mapping.id, endpoint);
         if (existing) throw changeMappingExists(schema, table, m.functionName, existing);
       }
       await sql`update ledger.stream_mappings set source_table = ${`${schema}.${table}`} where id = ${mapping.id}::uuid`.execute(tx);
+      // sealed for this mapping's id (a sealed URL copied onto another mapping does not open)
+      const sealed = remote ? sealUrl(mapping.id, remote.url, remote.secretKey) : null;
       await sql`
-        insert into ledger.change_sources (mapping_id, stream_name, schema_name, table_name, key_columns, stream_view_type, slot_name, publication_name, ingested_lsn)
-        values (${mapping.id}::uuid, ${streamName}, ${schema}, ${table}, ${keyColumns}::text[], ${m.streamViewType}, ${name}, ${name}, ${slot[0]?.lsn ?? '0/0'}::pg_lsn)`.execute(tx);
+        insert into ledger.change_sources (mapping_id, stream_name, schema_name, table_name, key_columns, stream_view_type, slot_name, publication_name, ingested_lsn,
+          connection_format, connection_sealed, source_endpoint)
+        values (${mapping.id}::uuid, ${streamName}, ${schema}, ${table}, ${keyColumns}::text[], ${m.streamViewType}, ${name}, ${name}, ${slot[0]?.lsn ?? '0/0'}::pg_lsn,
+          ${sealed?.format ?? null}, ${sealed?.sealed ?? null}, ${endpoint})`.execute(tx);
     });
     return (await getChangeStreamMapping(db, mapping.id)) as ChangeStreamMapping;
   } catch (e) {
@@ -322,12 +440,26 @@ async function dropSlot(db: Db, slot: string): Promise<void> {
  * Deletes the mapping with its slot, publication and stream: a forgotten slot would hold
  * the server's WAL forever. The mapping row goes first, so no worker reconnects to the slot.
  */
-export async function deleteChangeStreamMapping(db: Db, id: string, by: ChangeContext = SYSTEM): Promise<ChangeStreamMapping> {
+export async function deleteChangeStreamMapping(db: Db, id: string, by: ChangeContext = SYSTEM, opts: { secretKey?: string | null } = {}): Promise<ChangeStreamMapping> {
   const found = await getChangeStreamMapping(db, id);
   if (!found) throw new LedgerError('EventSourceMappingNotFound', `Event source mapping not found: ${id}`);
-  await deleteStreamMapping(db, id, by, { changeStream: true });
-  await dropSlot(db, found.source.slotName);
-  await asLoginRole(db, (tx) => sql`drop publication if exists ${sql.id(found.source.publicationName)}`.execute(tx));
+  let url: string | null;
+  try {
+    url = await openChangeSourceUrl(db, id, opts.secretKey);
+  } catch (e) {
+    throw new LedgerError('InvalidParameter', `${(e as Error).message}: the mapping is kept, its slot is on ${found.source.endpoint ?? 'the source database'}`);
+  }
+  const drop = async (src: Db) => {
+    await deleteStreamMapping(db, id, by, { changeStream: true });
+    await dropSlot(src, found.source.slotName);
+    await asLoginRole(src, (tx) => sql`drop publication if exists ${sql.id(found.source.publicationName)}`.execute(tx));
+  };
+  if (url === null) await drop(db);
+  else
+    await withSourceDb(url, async (src) => {
+      await sql`select 1`.execute(src); // reachable before the mapping goes: an unreachable source keeps the mapping (and the slot known)
+      await drop(src);
+    });
   await sql`delete from ledger.streams where name = ${found.source.streamName}`.execute(db);
   return found;
 }
@@ -389,10 +521,15 @@ export interface SlotState {
   lagBytes: number;
   /** bytes of WAL the server keeps for the slot (since its restart position) */
   retainedBytes: number;
+  /** host:port/database of the source database the slot is on; null: the ledger's */
+  source: string | null;
 }
 
-/** Every logical slot named with our prefix on the server, with its lag and retained WAL. */
-export async function listChangeSlots(db: Executor): Promise<SlotState[]> {
+/**
+ * Every logical slot named with our prefix in the ledger's database, with its lag and
+ * retained WAL; with `secretKey` given, those in each source database of a mapping too.
+ */
+export async function listChangeSlots(db: Executor, opts: { secretKey?: string | null } = {}): Promise<SlotState[]> {
   const { rows } = await sql<{ slot_name: string; mapping_id: string | null; active: boolean; lag: string | null; retained: string | null }>`
     select s.slot_name, c.mapping_id, s.active,
       pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::text as lag,
@@ -400,15 +537,59 @@ export async function listChangeSlots(db: Executor): Promise<SlotState[]> {
     from pg_replication_slots s left join ledger.change_sources c on c.slot_name = s.slot_name
     where s.slot_name like ${`${CHANGE_SLOT_PREFIX}%`} and s.database = current_database()
     order by s.slot_name`.execute(db);
-  return rows.map((r) => ({ slotName: r.slot_name, mappingId: r.mapping_id, active: r.active, lagBytes: Number(r.lag ?? 0), retainedBytes: Number(r.retained ?? 0) }));
+  const out: SlotState[] = rows.map((r) => ({ slotName: r.slot_name, mappingId: r.mapping_id, active: r.active, lagBytes: Number(r.lag ?? 0), retainedBytes: Number(r.retained ?? 0), source: null }));
+  if (opts.secretKey !== undefined) for (const s of await sourceDatabases(db, opts.secretKey)) out.push(...(await onSource(s, (src) => slotsOn(src, s)).catch(() => [])));
+  return out;
+}
+
+interface SourceDatabase {
+  url: string;
+  endpoint: string;
+  /** slot and publication name → mapping id, of every mapping of the ledger (any source) */
+  owners: Map<string, string>;
+}
+
+/** The distinct source databases of the mappings whose URL opens with the key. */
+async function sourceDatabases(db: Executor, secretKey: string | null): Promise<SourceDatabase[]> {
+  const { rows } = await sql<{ mapping_id: string; slot_name: string; publication_name: string; source_endpoint: string | null }>`
+    select mapping_id, slot_name, publication_name, source_endpoint from ledger.change_sources`.execute(db);
+  const owners = new Map<string, string>();
+  for (const r of rows) owners.set(r.slot_name, r.mapping_id).set(r.publication_name, r.mapping_id);
+  const byUrl = new Map<string, SourceDatabase>();
+  for (const r of rows) {
+    if (r.source_endpoint === null) continue;
+    const url = await openChangeSourceUrl(db, r.mapping_id, secretKey).catch(() => null);
+    if (url && !byUrl.has(url)) byUrl.set(url, { url, endpoint: r.source_endpoint, owners });
+  }
+  return [...byUrl.values()];
+}
+
+const onSource = <T>(s: SourceDatabase, fn: (src: Db) => Promise<T>) => withSourceDb(s.url, fn);
+
+async function slotsOn(src: Db, s: SourceDatabase): Promise<SlotState[]> {
+  const { rows } = await sql<{ slot_name: string; active: boolean; lag: string | null; retained: string | null }>`
+    select slot_name, active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text as lag, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text as retained
+    from pg_replication_slots where slot_name like ${`${CHANGE_SLOT_PREFIX}%`} and database = current_database() order by slot_name`.execute(src);
+  return rows.map((r) => ({ slotName: r.slot_name, mappingId: s.owners.get(r.slot_name) ?? null, active: r.active, lagBytes: Number(r.lag ?? 0), retainedBytes: Number(r.retained ?? 0), source: s.endpoint }));
 }
 
 /** The verify check: slots and publications named by our prefix that no mapping owns. */
-export async function findOrphanedChangeSlots(db: Executor): Promise<{ slots: string[]; publications: string[] }> {
-  const slots = (await listChangeSlots(db)).filter((s) => s.mappingId === null).map((s) => s.slotName);
+export async function findOrphanedChangeSlots(db: Executor, opts: { secretKey?: string | null } = {}): Promise<{ slots: string[]; publications: string[] }> {
+  const at = (s: { source: string | null; name: string }) => (s.source ? `${s.name} on ${s.source}` : s.name);
+  const slots = (await listChangeSlots(db, opts)).filter((s) => s.mappingId === null).map((s) => at({ source: s.source, name: s.slotName }));
   const { rows } = await sql<{ pubname: string }>`
     select p.pubname from pg_publication p left join ledger.change_sources c on c.publication_name = p.pubname
     where p.pubname like ${`${CHANGE_SLOT_PREFIX}%`} and c.mapping_id is null order by p.pubname`.execute(db);
-  return { slots, publications: rows.map((r) => r.pubname) };
+  const publications = rows.map((r) => r.pubname);
+  if (opts.secretKey !== undefined) {
+    for (const s of await sourceDatabases(db, opts.secretKey)) {
+      const names = await onSource(s, async (src) => {
+        const { rows: pubs } = await sql<{ pubname: string }>`select pubname from pg_publication where pubname like ${`${CHANGE_SLOT_PREFIX}%`} order by pubname`.execute(src);
+        return pubs.map((p) => p.pubname);
+      }).catch(() => []);
+      for (const n of names) if (!s.owners.has(n)) publications.push(at({ source: s.endpoint, name: n }));
+    }
+  }
+  return { slots, publications };
 }
 

@@ -170,6 +170,10 @@ export interface ChangeSourcesTable {
   publication_name: string;
   ingested_lsn: string;
   created_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  /** 0041: a source table in another database (sealed connection string), all null for the ledger's own */
+  connection_format: string | null;
+  connection_sealed: Buffer | null;
+  source_endpoint: string | null;
 }
 
 export interface ChangesTable {

@@ -443,7 +443,7 @@ export function lambdaEventSourceRoutes(o: EventSourceRoutesOptions): Hono {
         }
         case 'change': {
           // with its replication slot and publication: a forgotten slot holds WAL forever
-          const m = await deleteChangeStreamMapping(db, found.mapping.id, ctx);
+          const m = await deleteChangeStreamMapping(db, found.mapping.id, ctx, { secretKey: o.secretKey ?? null });
           return { status: 202, body: changeBody(m, 'Deleting') };
         }
         case 'rabbitmq': {

@@ -188,7 +188,7 @@ class Engine implements Worker {
       ...(o.maxChainDepth !== undefined ? { maxChainDepth: o.maxChainDepth } : {}),
       onDestinations: () => setImmediate(() => this.deliver()),
     });
-    this.changeStreams = createChangeStreamReader({ db: o.db, connectionString: o.databaseUrl, logger: o.logger, registry: o.registry, pollIntervalMs: Math.max(250, o.pollIntervalMs) });
+    this.changeStreams = createChangeStreamReader({ db: o.db, connectionString: o.databaseUrl, secretKey: o.secretKey ?? null, logger: o.logger, registry: o.registry, pollIntervalMs: Math.max(250, o.pollIntervalMs) });
     this.brokerSources = createBrokerSources({
       db: o.db,
       runtimes: o.runtimes,

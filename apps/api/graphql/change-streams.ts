@@ -25,6 +25,8 @@ export const changeStreamTypeDefs = /* GraphQL */ `
     id: ID!
     """schema.table"""
     table: String!
+    """host:port/database of the table's database when it is not the ledger's (never its credentials); null: the ledger's own"""
+    sourceDatabase: String
     functionName: String!
     streamViewType: StreamViewType!
     """the ledger stream the changes are appended to (read only by this mapping)"""
@@ -74,6 +76,8 @@ export const changeStreamTypeDefs = /* GraphQL */ `
     parallelizationFactor: Int
     """0 … 900 (default 0: none): windows of the changes by their commit time, state passed between invocations"""
     tumblingWindowInSeconds: Int
+    """the table is in another PostgreSQL database: its connection string (postgres://user:password@host:port/database), whose login owns the table and may replicate; stored sealed with LEDGER_SECRET_KEY, never answered"""
+    sourceDatabaseUrl: String
   }
 
   extend type Query {
@@ -92,13 +96,18 @@ export const changeStreamTypeDefs = /* GraphQL */ `
 type Args = Record<string, unknown>;
 const withoutNulls = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined));
 
+const secretKey = (ctx: GraphQLContext) => ctx.secretKey;
+
 async function slotOf(m: ChangeStreamMapping, ctx: GraphQLContext) {
-  return (await listChangeSlots(ctx.db)).find((s) => s.slotName === m.source.slotName) ?? null;
+  // a slot in a source database is read there (with the key that opens its connection string)
+  const slots = await listChangeSlots(ctx.db, m.source.endpoint ? { secretKey: secretKey(ctx) } : {});
+  return slots.find((s) => s.slotName === m.source.slotName) ?? null;
 }
 
 export const changeStreamResolvers = {
   ChangeStreamEventSourceMapping: {
     table: (m: ChangeStreamMapping) => `${m.source.schemaName}.${m.source.tableName}`,
+    sourceDatabase: (m: ChangeStreamMapping) => m.source.endpoint,
     streamViewType: (m: ChangeStreamMapping) => m.source.streamViewType,
     slotName: (m: ChangeStreamMapping) => m.source.slotName,
     publicationName: (m: ChangeStreamMapping) => m.source.publicationName,
@@ -115,9 +124,9 @@ export const changeStreamResolvers = {
   },
   Mutation: {
     createChangeStreamEventSourceMapping: (_: unknown, args: { input: Record<string, unknown> }, ctx: GraphQLContext) =>
-      createChangeStreamMapping(ctx.db, withoutNulls(args.input), changeContext(ctx)),
+      createChangeStreamMapping(ctx.db, withoutNulls(args.input), changeContext(ctx), { secretKey: secretKey(ctx) }),
     deleteChangeStreamEventSourceMapping: async (_: unknown, args: { id: string }, ctx: GraphQLContext) => {
-      await deleteChangeStreamMapping(ctx.db, args.id, changeContext(ctx));
+      await deleteChangeStreamMapping(ctx.db, args.id, changeContext(ctx), { secretKey: secretKey(ctx) });
       return true;
     },
   },

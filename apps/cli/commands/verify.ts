@@ -33,9 +33,17 @@ const register: RegisterCommand = (program, { io, run }) => {
             if (dropped.length) io.out.write(`verify: archived and dropped, not in the database: ${dropped.join(', ')} (audit.archives says where)\n`);
             // a slot no mapping owns holds the server's WAL forever (docs/streams.md, change streams)
             const { findOrphanedChangeSlots } = await import('../../../db/change-streams.ts');
-            const orphaned = await findOrphanedChangeSlots(handle.db);
-            for (const slot of orphaned.slots) io.out.write(`verify: orphaned change stream slot ${slot} (no mapping; it holds WAL): select pg_drop_replication_slot('${slot}')\n`);
-            for (const pub of orphaned.publications) io.out.write(`verify: orphaned change stream publication ${pub} (no mapping): drop publication ${pub}\n`);
+            // with LEDGER_SECRET_KEY, the source databases of mappings are looked at too ("<name> on <host:port/db>")
+            const orphaned = await findOrphanedChangeSlots(handle.db, { secretKey: process.env['LEDGER_SECRET_KEY'] || null });
+            const where = (n: string) => /^(\S+)(?: on (.+))?$/.exec(n) ?? [n, n];
+            for (const slot of orphaned.slots) {
+              const [, name, db] = where(slot);
+              io.out.write(`verify: orphaned change stream slot ${slot} (no mapping; it holds WAL): ${db ? `in ${db}: ` : ''}select pg_drop_replication_slot('${name}')\n`);
+            }
+            for (const pub of orphaned.publications) {
+              const [, name, db] = where(pub);
+              io.out.write(`verify: orphaned change stream publication ${pub} (no mapping): ${db ? `in ${db}: ` : ''}drop publication ${name}\n`);
+            }
             return problems.length || orphaned.slots.length ? 1 : 0;
           } finally {
             await handle.close();

@@ -16,6 +16,8 @@ import {
   listChangeSlots,
   listChangeSources,
   lsnToBigInt,
+  openChangeSourceUrl,
+  redactSourceUrl,
   type ChangeRecord,
   type ChangeSource,
 } from '../../../db/change-streams.ts';
@@ -107,8 +109,10 @@ export function changeRecord(
 
 export interface ChangeStreamReaderOptions {
   db: Db;
-  /** the server the source tables are on (the ledger's database) */
+  /** the ledger's database: the replication connection of a table in it */
   connectionString: string;
+  /** opens the sealed connection strings of mappings whose table is in another database */
+  secretKey?: string | null;
   logger: Logger;
   registry?: Registry;
   /** how often the mappings are listed, slots (re)connected and confirmed (default 1000) */
@@ -136,7 +140,7 @@ export function createChangeStreamReader(o: ChangeStreamReaderOptions): ChangeSt
   let stopping = true;
   let timer: NodeJS.Timeout | null = null;
   let ticking: Promise<void> | null = null;
-  if (o.registry) registerSlotMetrics(o.registry, o.db);
+  if (o.registry) registerSlotMetrics(o.registry, o.db, o.secretKey ?? null);
 
   async function confirm(sub: Subscription): Promise<void> {
     const lsn = await confirmableLsn(o.db, sub.source);
@@ -146,9 +150,12 @@ export function createChangeStreamReader(o: ChangeStreamReaderOptions): ChangeSt
     await sub.service.acknowledge(lsn);
   }
 
-  function subscribe(source: ChangeSource): void {
+  function subscribe(source: ChangeSource, url: string | null): void {
+    // the replication connection, and so the slot's confirmations, go to the table's database
+    const connectionString = url ?? o.connectionString;
+    const redact = (m: string) => (url ? redactSourceUrl(m, url) : m);
     // no automatic acknowledgement: the library would confirm what it received, not what the ledger did
-    const service = new LogicalReplicationService({ connectionString: o.connectionString }, { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } });
+    const service = new LogicalReplicationService({ connectionString }, { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } });
     const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [source.publicationName] });
     let txn: { commitLsn: string; commitTime: bigint; changes: ChangeRecord[] } | null = null;
     let broken = false;
@@ -168,7 +175,7 @@ export function createChangeStreamReader(o: ChangeStreamReaderOptions): ChangeSt
       } catch (e) {
         // nothing after a transaction that was not appended may be appended: read again from the slot
         broken = true;
-        log.warn({ err: e, mappingId: source.mappingId }, 'could not append a source transaction; the slot is read again from its confirmed position');
+        log.warn({ err: redact((e as Error)?.message ?? String(e)), mappingId: source.mappingId }, 'could not append a source transaction; the slot is read again from its confirmed position');
         void service.stop();
       }
     });
@@ -176,13 +183,13 @@ export function createChangeStreamReader(o: ChangeStreamReaderOptions): ChangeSt
       if (shouldRespond && !broken) void confirm(sub).catch(() => {});
     });
     service.on('error', (e: Error) => {
-      if (!stopping) log.warn({ err: e.message, mappingId: source.mappingId }, 'change stream replication connection failed');
+      if (!stopping) log.warn({ err: redact(e.message), mappingId: source.mappingId, source: source.endpoint ?? 'ledger' }, 'change stream replication connection failed');
     });
     sub.done = service
       .subscribe(plugin, source.slotName)
       .then(() => undefined)
       .catch((e: unknown) => {
-        if (!stopping) log.warn({ err: (e as Error).message, mappingId: source.mappingId }, 'change stream replication ended; reconnecting');
+        if (!stopping) log.warn({ err: redact((e as Error)?.message ?? String(e)), mappingId: source.mappingId }, 'change stream replication ended; reconnecting');
       })
       .finally(() => {
         if (subs.get(source.mappingId) === sub) subs.delete(source.mappingId);
@@ -196,7 +203,18 @@ export function createChangeStreamReader(o: ChangeStreamReaderOptions): ChangeSt
       const sources = await listChangeSources(o.db, { enabledOnly: true });
       const wanted = new Set(sources.map((s) => s.mappingId));
       for (const [id, sub] of subs) if (!wanted.has(id)) await sub.service.stop();
-      for (const s of sources) if (!subs.has(s.mappingId) && !stopping) subscribe(s);
+      for (const s of sources) {
+        if (subs.has(s.mappingId) || stopping) continue;
+        let url: string | null;
+        try {
+          url = s.endpoint === null ? null : await openChangeSourceUrl(o.db, s.mappingId, o.secretKey);
+        } catch (e) {
+          // the key is missing or another one: the message names the mapping, never the URL
+          log.error({ err: (e as Error).message, mappingId: s.mappingId }, 'cannot open the source database connection string of a change stream mapping');
+          continue;
+        }
+        subscribe(s, url);
+      }
       for (const sub of subs.values()) if (!sub.service.isStop()) await confirm(sub);
     } catch (e) {
       if (isDatabaseUnavailable(e)) log.warn({ err: (e as Error).message }, 'database unavailable; change streams retry');
@@ -240,28 +258,29 @@ export function createChangeStreamReader(o: ChangeStreamReaderOptions): ChangeSt
 }
 
 /** Per mapping: WAL written since the slot's confirmed position, and WAL the server keeps for it; and orphaned slots. */
-function registerSlotMetrics(registry: Registry, db: Db): void {
+function registerSlotMetrics(registry: Registry, db: Db, secretKey: string | null): void {
   if (registry.getSingleMetric('ledger_change_stream_slot_lag_bytes')) return;
   let last: Promise<Awaited<ReturnType<typeof listChangeSlots>>> | null = null;
-  const read = () => (last ??= listChangeSlots(db).finally(() => setTimeout(() => (last = null), 500)));
+  // the source databases' slots too: each is on the database its table is in
+  const read = () => (last ??= listChangeSlots(db, { secretKey }).finally(() => setTimeout(() => (last = null), 500)));
   new Gauge({
     name: 'ledger_change_stream_slot_lag_bytes',
     help: 'Bytes of WAL written since a change stream slot was last confirmed (docs/streams.md)',
-    labelNames: ['mapping_id', 'slot'],
+    labelNames: ['mapping_id', 'slot', 'source'],
     registers: [registry],
     async collect() {
       this.reset();
-      for (const s of await read().catch(() => [])) this.set({ mapping_id: s.mappingId ?? 'orphaned', slot: s.slotName }, s.lagBytes);
+      for (const s of await read().catch(() => [])) this.set({ mapping_id: s.mappingId ?? 'orphaned', slot: s.slotName, ...(s.source ? { source: s.source } : {}) }, s.lagBytes);
     },
   });
   new Gauge({
     name: 'ledger_change_stream_retained_wal_bytes',
     help: 'Bytes of WAL the server keeps for a change stream slot (docs/streams.md)',
-    labelNames: ['mapping_id', 'slot'],
+    labelNames: ['mapping_id', 'slot', 'source'],
     registers: [registry],
     async collect() {
       this.reset();
-      for (const s of await read().catch(() => [])) this.set({ mapping_id: s.mappingId ?? 'orphaned', slot: s.slotName }, s.retainedBytes);
+      for (const s of await read().catch(() => [])) this.set({ mapping_id: s.mappingId ?? 'orphaned', slot: s.slotName, ...(s.source ? { source: s.source } : {}) }, s.retainedBytes);
     },
   });
 }

@@ -28,6 +28,7 @@ const source = (view: StreamViewType): ChangeSource => ({
   keyColumns: ['id'],
   streamViewType: view,
   slotName: 'ledger_cs_x',
+  endpoint: null,
   publicationName: 'ledger_cs_x',
   ingestedLsn: '0/0',
 });
