@@ -3,12 +3,9 @@
 // the connection URL is read from --url or an environment variable and never printed.
 import { userInfo } from 'node:os';
 import { createBrokerMapping, deleteBrokerMapping, getBrokerMapping, listBrokerMappings, updateBrokerMapping, type BrokerMapping } from '../../db/brokers.ts';
-import { openDatabase } from '../../db/connection.ts';
 import type { ChangeContext } from '../../db/control-plane.ts';
-import { isLedgerError } from '../../db/errors.ts';
-import type { Db } from '../../db/schema.ts';
 import { CliError, type Io } from './cli.ts';
-import { databaseRole } from './config.ts';
+import { integer, withCommandDb } from './db-command.ts';
 
 /** The options of `invoke-ledger brokers …` as commander parses them (apps/cli/commands/brokers.ts). */
 export interface TuningOptions {
@@ -48,24 +45,6 @@ const actor = (): ChangeContext => {
   }
 };
 
-async function withDb(url: string, fn: (db: Db) => Promise<number>): Promise<number> {
-  const handle = openDatabase(url, { role: databaseRole(), max: 1, applicationName: 'invoke-ledger brokers' });
-  try {
-    return await fn(handle.db);
-  } catch (e) {
-    // a refused mapping is the user's to fix: one line, exit 1
-    if (isLedgerError(e)) throw new CliError(`${e.code}: ${e.message}`);
-    throw e;
-  } finally {
-    await handle.close();
-  }
-}
-
-function integer(v: string | undefined, what: string): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^-?\d+$/.test(v)) throw new CliError(`${what} must be a whole number, not ${v}`);
-  return Number(v);
-}
 
 function connectionUrl(o: TuningOptions, io: Io): string | undefined {
   if (o.url !== undefined && o.urlEnv !== undefined) throw new CliError('give --url or --url-env, not both');
@@ -110,14 +89,14 @@ export async function createBrokerMappingCommand(dbUrl: string, secretKey: strin
     maxRetryAttempts: integer(o.maxRetryAttempts, '--max-retry-attempts'),
     onFailureQueue: o.onFailureQueue,
   });
-  return withDb(dbUrl, async (db) => {
+  return withCommandDb(dbUrl, 'brokers', async (db) => {
     print(io, await createBrokerMapping(db, actor(), input, { secretKey }), 'created', o.json);
     return 0;
   });
 }
 
 export async function listBrokerMappingsCommand(dbUrl: string, o: { function?: string; json?: boolean }, io: Io): Promise<number> {
-  return withDb(dbUrl, async (db) => {
+  return withCommandDb(dbUrl, 'brokers', async (db) => {
     const all = await listBrokerMappings(db, { functionName: o.function ?? null });
     if (o.json) {
       io.out.write(`${JSON.stringify(all, null, 2)}\n`);
@@ -130,7 +109,7 @@ export async function listBrokerMappingsCommand(dbUrl: string, o: { function?: s
 }
 
 export async function getBrokerMappingCommand(dbUrl: string, id: string, io: Io): Promise<number> {
-  return withDb(dbUrl, async (db) => {
+  return withCommandDb(dbUrl, 'brokers', async (db) => {
     const m = await getBrokerMapping(db, id);
     if (!m) throw new CliError(`EventSourceMappingNotFound: Event source mapping not found: ${id}`);
     io.out.write(`${JSON.stringify(m, null, 2)}\n`);
@@ -142,14 +121,14 @@ export async function updateBrokerMappingCommand(dbUrl: string, secretKey: strin
   if (o.enable && o.disable) throw new CliError('give --enable or --disable, not both');
   const patch = given({ url: connectionUrl(o, io), functionName: o.function, ...tuning(o), enabled: o.enable ? true : o.disable ? false : undefined });
   if (Object.keys(patch).length === 0) throw new CliError('nothing to change: give at least one option (invoke-ledger brokers update --help)');
-  return withDb(dbUrl, async (db) => {
+  return withCommandDb(dbUrl, 'brokers', async (db) => {
     print(io, await updateBrokerMapping(db, actor(), id, patch, { secretKey }), 'updated', o.json);
     return 0;
   });
 }
 
 export async function deleteBrokerMappingCommand(dbUrl: string, id: string, io: Io): Promise<number> {
-  return withDb(dbUrl, async (db) => {
+  return withCommandDb(dbUrl, 'brokers', async (db) => {
     print(io, await deleteBrokerMapping(db, actor(), id), 'deleted', false);
     return 0;
   });

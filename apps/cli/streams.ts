@@ -2,9 +2,6 @@
 // create, list, describe (each shard's retained sequence range, each mapping's checkpoints
 // and lag), put one record, delete. Mappings of a stream are made through GraphQL or the
 // Lambda API (docs/streams.md); this command shows where they stand.
-import { openDatabase } from '../../db/connection.ts';
-import { isLedgerError } from '../../db/errors.ts';
-import type { Db } from '../../db/schema.ts';
 import {
   checkpointLags,
   createStream,
@@ -18,7 +15,7 @@ import {
   type Stream,
 } from '../../db/streams.ts';
 import { CliError, type Io } from './cli.ts';
-import { databaseRole } from './config.ts';
+import { integer, withCommandDb } from './db-command.ts';
 
 export interface CreateStreamOptions {
   shards?: string;
@@ -32,30 +29,12 @@ export interface PutOptions {
   json?: boolean;
 }
 
-async function withDb(url: string, fn: (db: Db) => Promise<number>): Promise<number> {
-  const handle = openDatabase(url, { role: databaseRole(), max: 1, applicationName: 'invoke-ledger streams' });
-  try {
-    return await fn(handle.db);
-  } catch (e) {
-    // a refusal is the user's to fix: one line, exit 1
-    if (isLedgerError(e)) throw new CliError(`${e.code}: ${e.message}`);
-    throw e;
-  } finally {
-    await handle.close();
-  }
-}
-
-function integer(v: string | undefined, what: string): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^-?\d+$/.test(v)) throw new CliError(`${what} must be a whole number, not ${v}`);
-  return Number(v);
-}
 
 const seqOrDash = (n: number | null) => (n === null ? '-' : formatSequenceNumber(n));
 
 export async function createStreamCommand(dbUrl: string, name: string, o: CreateStreamOptions, io: Io): Promise<number> {
   const input = { name, shardCount: integer(o.shards, '--shards') ?? 1, ...(o.retentionHours !== undefined ? { retentionHours: integer(o.retentionHours, '--retention-hours') } : {}) };
-  return withDb(dbUrl, async (db) => {
+  return withCommandDb(dbUrl, 'streams', async (db) => {
     const s = await createStream(db, input);
     io.out.write(o.json ? `${JSON.stringify(s, null, 2)}\n` : `created stream ${s.name}: ${s.shardCount} shard${s.shardCount > 1 ? 's' : ''}, retention ${s.retentionHours} h (${s.arn})\n`);
     return 0;
@@ -63,7 +42,7 @@ export async function createStreamCommand(dbUrl: string, name: string, o: Create
 }
 
 export async function listStreamsCommand(dbUrl: string, o: { json?: boolean }, io: Io): Promise<number> {
-  return withDb(dbUrl, async (db) => {
+  return withCommandDb(dbUrl, 'streams', async (db) => {
     const streams = await listStreams(db);
     const mappings = await listStreamMappings(db);
     const count = (s: Stream) => mappings.filter((m) => m.streamName === s.name).length;
@@ -82,7 +61,7 @@ export async function listStreamsCommand(dbUrl: string, o: { json?: boolean }, i
 }
 
 export async function describeStreamCommand(dbUrl: string, name: string, o: { json?: boolean }, io: Io): Promise<number> {
-  return withDb(dbUrl, async (db) => {
+  return withCommandDb(dbUrl, 'streams', async (db) => {
     const stream = await getStream(db, name);
     if (!stream) throw new CliError(`StreamNotFound: Stream not found: ${name}`);
     const retained = new Map((await shardRetention(db, name)).map((r) => [r.shardId, r]));
@@ -136,7 +115,7 @@ export async function putRecordCommand(dbUrl: string, name: string, o: PutOption
   if (o.data !== undefined) data = Buffer.from(o.data, 'utf8');
   else if (stdin.isTTY) throw new CliError('give the data with --data <text>, or pipe it on stdin');
   else data = await readAll(stdin);
-  return withDb(dbUrl, async (db) => {
+  return withCommandDb(dbUrl, 'streams', async (db) => {
     const r = await putRecord(db, name, { partitionKey: o.partitionKey, data });
     io.out.write(o.json ? `${JSON.stringify(r)}\n` : `${r.shardId}\t${r.sequenceNumber}\n`);
     return 0;
@@ -144,7 +123,7 @@ export async function putRecordCommand(dbUrl: string, name: string, o: PutOption
 }
 
 export async function deleteStreamCommand(dbUrl: string, name: string, io: Io): Promise<number> {
-  return withDb(dbUrl, async (db) => {
+  return withCommandDb(dbUrl, 'streams', async (db) => {
     const s = await deleteStream(db, name);
     io.out.write(`deleted stream ${s.name} with its records\n`);
     return 0;
