@@ -14,6 +14,7 @@ import { nativeRoutes } from './native-routes.ts';
 import { opsRoutes } from './ops.ts';
 import { queueRoutes } from './queue-routes.ts';
 import { streamRoutes } from './stream-routes.ts';
+import { kinesisRoutes } from './kinesis-routes.ts';
 import { traceRequests } from './tracing.ts';
 import { schedulerRoutes } from './scheduler-routes.ts';
 
@@ -106,6 +107,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route('/', nativeRoutes(deps.db, deps.invoke, deps.logger));
   app.route('/', queueRoutes(deps.db, deps.logger));
   app.route('/', streamRoutes(deps.db, deps.logger));
+  app.route('/', kinesisRoutes(deps.db, deps.logger));
   app.route('/', schedulerRoutes(deps.db, deps.logger));
   app.route('/', auditRoutes(deps.db, deps.logger, deps.treeHeadSigner, deps.reads));
   app.route('/graphql', graphqlRoutes(graphqlDepsOf(deps), { plugins: auth?.graphqlPlugins ?? [] }));

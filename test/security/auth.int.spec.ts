@@ -63,6 +63,16 @@ const HTTP_ROUTES: HttpCase[] = [
   { name: 'metrics', method: 'GET', path: () => '/metrics', scope: 'audit', style: 'native', allowed: 200 },
   { name: 'send queue message', method: 'POST', path: () => '/queues/no-such-queue/messages', body: '{"m":1}', scope: 'invoke', style: 'native', allowed: 404 },
   { name: 'put stream records', method: 'POST', path: () => '/streams/no-such-stream/records', body: '{"partitionKey":"k","data":"AA=="}', scope: 'invoke', style: 'native', allowed: 404 },
+  {
+    name: 'Kinesis PutRecord',
+    method: 'POST',
+    path: () => '/',
+    body: '{"StreamName":"no-such-stream","PartitionKey":"k","Data":"AA=="}',
+    headers: { 'x-amz-target': 'Kinesis_20131202.PutRecord', 'content-type': 'application/x-amz-json-1.1' },
+    scope: 'invoke',
+    style: 'lambda',
+    allowed: 404,
+  },
   // tamper evidence: nothing is signed in this database (404), and this API holds no signing key (503)
   { name: 'tree heads', method: 'GET', path: () => '/audit/tree-heads', scope: 'audit', style: 'native', allowed: 200 },
   { name: 'latest tree head', method: 'GET', path: () => '/audit/tree-heads/latest', scope: 'audit', style: 'native', allowed: 404 },

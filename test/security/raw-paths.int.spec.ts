@@ -96,6 +96,8 @@ interface Variant {
   scope: Scope;
   /** Node's HTTP server answers 400 itself to a target it cannot parse (before any route) */
   unparsable?: boolean;
+  /** headers the route needs to answer 2xx (Kinesis's X-Amz-Target) */
+  headers?: Record<string, string>;
 }
 
 const INVOKE_SPELLINGS = [
@@ -214,6 +216,14 @@ const VARIANTS: Variant[] = [
   ...TAMPER_SPELLINGS.map((p): Variant => ({ name: p, path: withPosition(p), method: 'GET', scope: 'audit' })),
   { name: '/audit/x/../tree-heads (sign)', path: () => '/audit/x/../tree-heads', method: 'POST', scope: 'audit' },
   { name: '/%73treams/raw-stream/records', path: () => '/%73treams/raw-stream/records', method: 'POST', body: '{"partitionKey":"k","data":"AA=="}', scope: 'invoke' },
+  {
+    name: '/./ (Kinesis PutRecord)',
+    path: () => '/./',
+    method: 'POST',
+    body: '{"StreamName":"raw-stream","PartitionKey":"k","Data":"AA=="}',
+    headers: { 'x-amz-target': 'Kinesis_20131202.PutRecord', 'content-type': 'application/x-amz-json-1.1' },
+    scope: 'invoke',
+  },
   { name: '/2015-03-31/%65vent-source-mappings (list)', path: () => '/2015-03-31/%65vent-source-mappings', method: 'GET', scope: 'admin' },
   { name: '/2015-03-31/event-source-mappings/x/../{uuid}', path: () => `/2015-03-31/event-source-mappings/x/../${mappingId}`, method: 'GET', scope: 'admin' },
   ...SCHEDULER_VARIANTS,
@@ -225,25 +235,25 @@ const WITH: Record<Scope, keyof Keys> = { invoke: 'invoke', audit: 'audit', admi
 describe.each(VARIANTS)('$method $name', (v) => {
   it.each(WITHOUT[v.scope])('a key with only %s is refused (not 2xx), nothing written', async (other) => {
     const before = await written();
-    const res = await raw(v.method, v.path(), bearer(keys[other]), v.body);
+    const res = await raw(v.method, v.path(), { ...v.headers, ...bearer(keys[other]) }, v.body);
     // 403 when the spelling reaches a route; 404 when it reaches none (never the handler)
     expect(v.unparsable ? [400] : [403, 404], `${res.status} ${res.body}`).toContain(res.status);
     expect(await written()).toBe(before);
   });
 
   it(`a key with ${v.scope} gets the route's answer, or 403 naming admin where no route answers`, async () => {
-    const res = await raw(v.method, v.path(), bearer(keys[WITH[v.scope]]), v.body);
+    const res = await raw(v.method, v.path(), { ...v.headers, ...bearer(keys[WITH[v.scope]]) }, v.body);
     if (v.unparsable) return expect(res.status).toBe(400);
     if (res.status === 403) expect(res.body).toMatch(/admin scope needed for a path no route answers/);
     else expect([200, 201, 202, 204], `${res.status} ${res.body}`).toContain(res.status);
     // with every scope, such a path is the router's 404
-    const all = await raw(v.method, v.path(), bearer(keys.all), v.body);
+    const all = await raw(v.method, v.path(), { ...v.headers, ...bearer(keys.all) }, v.body);
     expect([200, 201, 202, 204, 404], `${all.status} ${all.body}`).toContain(all.status);
   });
 
   it(`no key: 401, or 404 when no route answers this spelling`, async () => {
     const before = await written();
-    const res = await raw(v.method, v.path(), {}, v.body);
+    const res = await raw(v.method, v.path(), { ...v.headers }, v.body);
     expect(v.unparsable ? [400] : [401, 404], `${res.status} ${res.body}`).toContain(res.status);
     expect(await written()).toBe(before);
   });

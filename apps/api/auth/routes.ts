@@ -42,6 +42,8 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   rule('POST', '/queues/:name/messages', /^\/queues\/[^/]+\/messages\/?$/, 'invoke', 'native'),
   // putting records on a stream is to it what sending is to a queue (docs/streams.md)
   rule('POST', '/streams/:name/records', /^\/streams\/[^/]+\/records\/?$/, 'invoke', 'native', Math.ceil((5_242_880 * 4) / 3) + 512 * 1024),
+  // Kinesis's PutRecord/PutRecords (X-Amz-Target on POST /): the same as putting records above
+  rule('POST', '/', /^\/$/, 'invoke', 'lambda', Math.ceil((5_242_880 * 4) / 3) + 512 * 1024),
   // tamper evidence (docs/tamper-evidence.md): heads, proofs, and signing a head on demand
   rule('GET', '/audit/tree-heads', /^\/audit\/tree-heads\/?$/, 'audit', 'native'),
   rule('GET', '/audit/tree-heads/latest', /^\/audit\/tree-heads\/latest\/?$/, 'audit', 'native'),
