@@ -35,3 +35,16 @@ export async function withDatabase<T>(ctx: Context, fn: (url: string) => Promise
     await database.stop();
   }
 }
+
+/**
+ * Runs fn against the configured database after migrating it, as `start` would: the
+ * commands that work on the ledger's tables (keys, schedules, brokers, streams, replay).
+ */
+export async function withMigratedDatabase<T>(io: Io, fn: (url: string, config: Config) => Promise<T>): Promise<T> {
+  const { migrate } = await import('../../db/migrate.ts');
+  const ctx = commandContext(io);
+  return withDatabase(ctx, async (url) => {
+    await migrate(url, (m) => ctx.logger.info(m));
+    return fn(url, ctx.config);
+  });
+}

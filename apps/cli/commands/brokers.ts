@@ -25,15 +25,8 @@ const register: RegisterCommand = (program, { io, run }) => {
     .description('broker event source mappings (RabbitMQ queues, NATS JetStream streams): create, list, get, update, enable, disable, delete (docs/brokers.md)')
     .addHelpText('after', EXAMPLES);
   /** mappings need their tables: migrate first, as start would */
-  const withDb = async (fn: (url: string, secretKey: string | null) => Promise<number>) => {
-    const { commandContext, withDatabase } = await import('../context.ts');
-    const { migrate } = await import('../../../db/migrate.ts');
-    const ctx = commandContext(io);
-    return withDatabase(ctx, async (url) => {
-      await migrate(url, (m) => ctx.logger.info(m));
-      return fn(url, ctx.config.LEDGER_SECRET_KEY ?? null);
-    });
-  };
+  const withDb = async (fn: (url: string, secretKey: string | null) => Promise<number>) =>
+    (await import('../context.ts')).withMigratedDatabase(io, (url, config) => fn(url, config.LEDGER_SECRET_KEY ?? null));
   const url = (cmd: Command) =>
     cmd.option('--url <url>', 'amqp://user:password@host:5672 (amqps://) or nats://host:4222 (tls://, user:password@)').option('--url-env <name>', 'read the URL from this environment variable instead');
   const tuning = (cmd: Command) =>

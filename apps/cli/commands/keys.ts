@@ -4,15 +4,8 @@ import type { RegisterCommand } from '../cli.ts';
 const register: RegisterCommand = (program, { io, run }) => {
   const keys = program.command('keys').description('API keys: create (printed once), list, revoke (docs/security.md); the tree-head signing key');
   /** keys need the api_keys table: migrate first, as start would */
-  const withKeysDatabase = async (fn: (url: string, secretKey: string | null) => Promise<number>) => {
-    const { commandContext, withDatabase } = await import('../context.ts');
-    const { migrate } = await import('../../../db/migrate.ts');
-    const ctx = commandContext(io);
-    return withDatabase(ctx, async (url) => {
-      await migrate(url, (m) => ctx.logger.info(m));
-      return fn(url, ctx.config.LEDGER_SECRET_KEY ?? null);
-    });
-  };
+  const withKeysDatabase = async (fn: (url: string, secretKey: string | null) => Promise<number>) =>
+    (await import('../context.ts')).withMigratedDatabase(io, (url, config) => fn(url, config.LEDGER_SECRET_KEY ?? null));
   keys
     .command('create')
     .description('create a key; prints its bearer token and AWS key pair (SigV4) once')

@@ -8,15 +8,7 @@ const register: RegisterCommand = (program, { io, run }) => {
       'run recorded invocations of a function again against another version (as invocations of type replay, run by the workers under their own limit) and report, pair by pair, what changed (docs/replay.md)',
     );
 
-  const database = async <T>(fn: (url: string) => Promise<T>): Promise<T> => {
-    const { commandContext, withDatabase } = await import('../context.ts');
-    const { migrate } = await import('../../../db/migrate.ts');
-    const ctx = commandContext(io);
-    return withDatabase(ctx, async (url) => {
-      await migrate(url, (m) => ctx.logger.info(m));
-      return fn(url);
-    });
-  };
+  const database = async <T>(fn: (url: string) => Promise<T>): Promise<T> => (await import('../context.ts')).withMigratedDatabase(io, (url) => fn(url));
 
   replay
     .command('start')

@@ -4,15 +4,7 @@ import type { ScheduleOptions } from '../schedules.ts';
 const register: RegisterCommand = (program, { io, run }) => {
   const schedules = program.command('schedules').description('schedules with EventBridge Scheduler semantics: create, update, list, ticks, delete (docs/schedules.md)');
   /** schedules need their tables: migrate first, as start would */
-  const withDb = async (fn: (url: string) => Promise<number>) => {
-    const { commandContext, withDatabase } = await import('../context.ts');
-    const { migrate } = await import('../../../db/migrate.ts');
-    const ctx = commandContext(io);
-    return withDatabase(ctx, async (url) => {
-      await migrate(url, (m) => ctx.logger.info(m));
-      return fn(url);
-    });
-  };
+  const withDb = async (fn: (url: string) => Promise<number>) => (await import('../context.ts')).withMigratedDatabase(io, (url) => fn(url));
   const definition = (cmd: ReturnType<typeof schedules.command>) =>
     cmd
       .argument('<name>', 'the schedule name (1–64 of A-Z a-z 0-9 . _ -)')

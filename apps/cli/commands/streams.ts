@@ -21,15 +21,7 @@ const register: RegisterCommand = (program, { io, run }) => {
     .description('native streams with Kinesis semantics: create, list, describe, put, delete (docs/streams.md)')
     .addHelpText('after', EXAMPLES);
   /** streams need their tables: migrate first, as start would */
-  const withDb = async (fn: (url: string) => Promise<number>) => {
-    const { commandContext, withDatabase } = await import('../context.ts');
-    const { migrate } = await import('../../../db/migrate.ts');
-    const ctx = commandContext(io);
-    return withDatabase(ctx, async (url) => {
-      await migrate(url, (m) => ctx.logger.info(m));
-      return fn(url);
-    });
-  };
+  const withDb = async (fn: (url: string) => Promise<number>) => (await import('../context.ts')).withMigratedDatabase(io, (url) => fn(url));
   streams
     .command('create')
     .description('create a stream; its shards split the MD5 space of partition keys evenly')
