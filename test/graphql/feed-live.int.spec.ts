@@ -192,11 +192,26 @@ describe('slow consumers', () => {
       const cut = liveStats.disconnected;
       for (let i = 0; i < 400 && own.stats.dropped === 0; i += 5) await accept('big', 5, big);
       expect(own.stats.dropped).toBe(1);
-      await until('the connection to be cut', () => liveStats.disconnected > cut);
-      // what was already in flight reaches it, then the connection ends: no clean completion
+      // The grace period ends in a cut when the server still holds frames the client has not
+      // taken. When the last of them was already handed to the kernel (loopback's socket
+      // buffers are large and grow), the server holds nothing and has nothing to cut: seen
+      // once in CI under load, where this test used to wait for a cut that had no reason to
+      // come. Either way the server ends up holding nothing for the stalled client.
+      const wasCut = await until('the connection to be cut', () => liveStats.disconnected > cut, 10_000).then(
+        () => true,
+        () => false,
+      );
       stalled.resume();
-      await stalled.until('the connection to close', () => stalled.closed);
-      expect(stalled.completed).toBe(false);
+      if (wasCut) {
+        // what was already in flight reaches it, then the connection ends: no clean completion
+        await stalled.until('the connection to close', () => stalled.closed);
+        expect(stalled.completed).toBe(false);
+      } else {
+        // nothing was held back: reading again, it learns why it was dropped, and the stream ends
+        await stalled.until('the end of the stream', () => stalled.completed || stalled.closed);
+        expect(liveStats.disconnected > cut || stalled.completed).toBe(true);
+        if (stalled.completed) expect(stalled.errors().map((e) => e.extensions?.code)).toEqual(['SubscriberTooSlow']);
+      }
     } finally {
       await srv.close();
       await own.close(0);
