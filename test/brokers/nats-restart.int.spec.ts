@@ -80,7 +80,7 @@ describe.runIf(SLOW_BROKER_TESTS)(once('a NATS server killed mid-run'), () => {
     await waitFor('batches flowing', async () => (await processed()) > 300, 60_000);
 
     await killServer();
-    await waitFor('the mapping reports the error', async () => (await getBrokerMapping(t.db, m.id))?.state === 'Error', 30_000);
+    await waitFor('the mapping reports the error', async () => (await getBrokerMapping(t.db, m.id))?.state === 'Error', 60_000);
     const during = await processed();
     await startServer();
     await waitFor('reconnected', async () => (await getBrokerMapping(t.db, m.id))?.state === 'Enabled', 60_000);
@@ -102,5 +102,24 @@ describe.runIf(SLOW_BROKER_TESTS)(once('a NATS server killed mid-run'), () => {
       const ns = seen.filter((x) => x % 3 === s);
       expect(ns).toEqual([...ns].sort((a, b) => a - b));
     }
+  });
+
+  it('a worker stops while its NATS server is down: nothing waits on the dead connection', { timeout: 120_000 }, async () => {
+    const own = await startSources(t.db, runtimes);
+    const nc = await connect({ servers: `127.0.0.1:${port}` });
+    const js = nc.jetstream();
+    await (await nc.jetstreamManager()).streams.add({ name: 'down', subjects: ['down.>'] });
+    await Promise.all(Array.from({ length: 2_000 }, (_, i) => js.publish(`down.${i % 3}`, Buffer.from(JSON.stringify({ n: i })))));
+    await nc.close();
+    await brokerFunction(t.db, 'nats-down');
+    await createBrokerMapping(t.db, { actor: 'test' }, { broker: 'nats', url: `nats://127.0.0.1:${port}`, stream: 'down', functionName: 'nats-down', batchSize: 50, maxBatchingWindowMs: 50 });
+    await waitFor('batches flowing', async () => processedBodies(await brokerBatches(t.db, 'nats-down')).length > 100, 60_000);
+    await killServer();
+    // both source sets stop; a wait left on the dead connection would hold stop() forever
+    const stopped = Promise.all([own.stop(), sources.stop()]).then(() => 'stopped');
+    const outcome = await Promise.race([stopped, new Promise((r) => setTimeout(() => r('still waiting after 60 s'), 60_000))]);
+    expect(outcome).toBe('stopped');
+    await startServer();
+    sources = await startSources(t.db, runtimes);
   });
 });

@@ -66,6 +66,11 @@ export const natsDriver: BrokerDriver = {
     const byId = new Map<string, JsMsg>();
     const msgOf = (d: BrokerDelivery) => byId.get(d.itemIdentifier) as JsMsg;
     const lostError = () => new Error('the NATS connection closed');
+    // a connection that closes ends whatever waits on it: a pull, a flush, an info request
+    // (without this a wait could outlive the connection, and with it the worker's shutdown)
+    const lost = nc.closed().then(() => Promise.reject(lostError()));
+    lost.catch(() => {});
+    const whileOpen = <T>(p: Promise<T>): Promise<T> => Promise.race([p, lost]);
 
     let interrupted = false;
     /** one pull request: up to what the batch still lacks, for at most a second */
@@ -74,11 +79,14 @@ export const natsDriver: BrokerDriver = {
       let max = mapping.batchSize - out.length;
       // a window shorter than the pull asks only for what is pending, so a short batch is not held back
       if (mapping.maxBatchingWindowMs - (Date.now() - started) < IDLE_MS) {
-        const pending = (await consumer.info()).num_pending;
+        const pending = (await whileOpen(consumer.info())).num_pending;
         if (pending > 0) max = Math.min(max, pending);
       }
-      const iter = await consumer.fetch({ max_messages: max, expires: IDLE_MS });
-      for await (const m of iter) {
+      const iter = (await whileOpen(consumer.fetch({ max_messages: max, expires: IDLE_MS })))[Symbol.asyncIterator]();
+      for (;;) {
+        const step = await whileOpen(iter.next());
+        if (step.done) break;
+        const m = step.value;
         const id = String(m.seq);
         byId.set(id, m);
         const value = Buffer.from(m.data).toString('base64');
@@ -138,7 +146,7 @@ export const natsDriver: BrokerDriver = {
           byId.delete(d.itemIdentifier);
         }
         if (s.failed.length === 0) {
-          await nc.flush();
+          await whileOpen(nc.flush());
           return null;
         }
         if (c.exhausted(s.failed, s.attempt)) {
@@ -148,10 +156,10 @@ export const natsDriver: BrokerDriver = {
             msgOf(d).term();
             byId.delete(d.itemIdentifier);
           }
-          await nc.flush();
+          await whileOpen(nc.flush());
           return null;
         }
-        await nc.flush();
+        await whileOpen(nc.flush());
         return { retry: s.failed, delayMs: backoffMs(s.attempt) };
       },
       hold(ds) {
@@ -163,7 +171,7 @@ export const natsDriver: BrokerDriver = {
           msgOf(d).term();
           byId.delete(d.itemIdentifier);
         }
-        await nc.flush();
+        await whileOpen(nc.flush());
       },
       async release(ds) {
         if (nc.isClosed()) return;
@@ -171,11 +179,11 @@ export const natsDriver: BrokerDriver = {
           msgOf(d)?.nak();
           byId.delete(d.itemIdentifier);
         }
-        await nc.flush().catch(() => {});
+        await whileOpen(nc.flush()).catch(() => {});
       },
       async lag() {
         if (nc.isClosed()) return null;
-        return (await consumer.info()).num_pending;
+        return (await whileOpen(consumer.info())).num_pending;
       },
       async close() {
         for (const m of byId.values()) m.nak();
