@@ -574,22 +574,40 @@ async function slotsOn(src: Db, s: SourceDatabase): Promise<SlotState[]> {
 }
 
 /** The verify check: slots and publications named by our prefix that no mapping owns. */
-export async function findOrphanedChangeSlots(db: Executor, opts: { secretKey?: string | null } = {}): Promise<{ slots: string[]; publications: string[] }> {
-  const at = (s: { source: string | null; name: string }) => (s.source ? `${s.name} on ${s.source}` : s.name);
-  const slots = (await listChangeSlots(db, opts)).filter((s) => s.mappingId === null).map((s) => at({ source: s.source, name: s.slotName }));
+/** A slot or publication no mapping owns, and the statement that removes it (run where it is). */
+export interface ChangeOrphan {
+  kind: 'slot' | 'publication';
+  /** `name`, or `name on host:port/db` in a source database */
+  label: string;
+  /** `select pg_drop_replication_slot('…')` or `drop publication …`, prefixed `in <db>: ` for a source database */
+  repair: string;
+}
+
+export async function findOrphanedChangeSlots(
+  db: Executor,
+  opts: { secretKey?: string | null } = {},
+): Promise<{ slots: string[]; publications: string[]; orphans: ChangeOrphan[] }> {
+  const orphans: ChangeOrphan[] = [];
+  const at = (kind: ChangeOrphan['kind'], s: { source: string | null; name: string }) => {
+    const label = s.source ? `${s.name} on ${s.source}` : s.name;
+    const statement = kind === 'slot' ? `select pg_drop_replication_slot('${s.name}')` : `drop publication ${s.name}`;
+    orphans.push({ kind, label, repair: `${s.source ? `in ${s.source}: ` : ''}${statement}` });
+    return label;
+  };
+  const slots = (await listChangeSlots(db, opts)).filter((s) => s.mappingId === null).map((s) => at('slot', { source: s.source, name: s.slotName }));
   const { rows } = await sql<{ pubname: string }>`
     select p.pubname from pg_publication p left join ledger.change_sources c on c.publication_name = p.pubname
     where p.pubname like ${`${CHANGE_SLOT_PREFIX}%`} and c.mapping_id is null order by p.pubname`.execute(db);
-  const publications = rows.map((r) => r.pubname);
+  const publications = rows.map((r) => at('publication', { source: null, name: r.pubname }));
   if (opts.secretKey !== undefined) {
     for (const s of await sourceDatabases(db, opts.secretKey)) {
       const names = await onSource(s, async (src) => {
         const { rows: pubs } = await sql<{ pubname: string }>`select pubname from pg_publication where pubname like ${`${CHANGE_SLOT_PREFIX}%`} order by pubname`.execute(src);
         return pubs.map((p) => p.pubname);
       }).catch(() => []);
-      for (const n of names) if (!s.owners.has(n)) publications.push(at({ source: s.endpoint, name: n }));
+      for (const n of names) if (!s.owners.has(n)) publications.push(at('publication', { source: s.endpoint, name: n }));
     }
   }
-  return { slots, publications };
+  return { slots, publications, orphans };
 }
 

@@ -35,14 +35,9 @@ const register: RegisterCommand = (program, { io, run }) => {
             const { findOrphanedChangeSlots } = await import('../../../db/change-streams.ts');
             // with LEDGER_SECRET_KEY, the source databases of mappings are looked at too ("<name> on <host:port/db>")
             const orphaned = await findOrphanedChangeSlots(handle.db, { secretKey: process.env['LEDGER_SECRET_KEY'] || null });
-            const where = (n: string) => /^(\S+)(?: on (.+))?$/.exec(n) ?? [n, n];
-            for (const slot of orphaned.slots) {
-              const [, name, db] = where(slot);
-              io.out.write(`verify: orphaned change stream slot ${slot} (no mapping; it holds WAL): ${db ? `in ${db}: ` : ''}select pg_drop_replication_slot('${name}')\n`);
-            }
-            for (const pub of orphaned.publications) {
-              const [, name, db] = where(pub);
-              io.out.write(`verify: orphaned change stream publication ${pub} (no mapping): ${db ? `in ${db}: ` : ''}drop publication ${name}\n`);
+            for (const o of orphaned.orphans) {
+              const why = o.kind === 'slot' ? 'no mapping; it holds WAL' : 'no mapping';
+              io.out.write(`verify: orphaned change stream ${o.kind} ${o.label} (${why}): ${o.repair}\n`);
             }
             return problems.length || orphaned.slots.length ? 1 : 0;
           } finally {
