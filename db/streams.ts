@@ -19,6 +19,8 @@ export const STREAM_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 export const MAX_RECORD_BYTES = 1_048_576;
 export const MAX_PUT_RECORDS_ENTRIES = 500;
 export const MAX_PUT_RECORDS_BYTES = 5_242_880;
+/** a PutRecords request's JSON body: 5 MB of records as base64, with room for the keys and the JSON around them */
+export const MAX_PUT_RECORDS_BODY_BYTES = Math.ceil((MAX_PUT_RECORDS_BYTES * 4) / 3) + 512 * 1024;
 export const MAX_PARTITION_KEY_LENGTH = 256;
 export const STREAM_RECORDS_CHANNEL = 'ledger_stream_records';
 export const STREAM_ARN_PREFIX = 'arn:aws:kinesis:local:000000000000:stream/';

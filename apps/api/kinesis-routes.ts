@@ -10,12 +10,9 @@ import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
 import { LedgerError } from '../../db/errors.ts';
 import type { Db } from '../../db/schema.ts';
-import { MAX_PUT_RECORDS_BYTES, putRecords } from '../../db/streams.ts';
+import { MAX_PUT_RECORDS_BODY_BYTES, MAX_PUT_RECORDS_BYTES, putRecords } from '../../db/streams.ts';
 import { parseJsonPayload, readBodyLimited } from './body.ts';
 import { httpErrorOf } from './errors.ts';
-
-/** 5 MB of records as base64 inside JSON, with room for the keys and the JSON around them */
-export const KINESIS_BODY_LIMIT = Math.ceil((MAX_PUT_RECORDS_BYTES * 4) / 3) + 512 * 1024;
 
 const TARGET_PREFIX = 'Kinesis_20131202.';
 /** arn:aws:kinesis:<region>:<account>:stream/<name>, as the SDK sends StreamARN */
@@ -103,7 +100,7 @@ export function kinesisRoutes(db: Db, logger: Logger): Hono {
         const type = 'UnknownOperationException';
         return answer(c, { __type: type, message: `${operation} is not served here: only PutRecord and PutRecords (docs/streams.md)` }, 400, { 'x-amzn-ErrorType': type });
       }
-      const bytes = await readBodyLimited(c, KINESIS_BODY_LIMIT).catch((e: unknown) => {
+      const bytes = await readBodyLimited(c, MAX_PUT_RECORDS_BODY_BYTES).catch((e: unknown) => {
         if (e instanceof LedgerError && e.code === 'PayloadTooLarge') {
           throw new LedgerError('PayloadTooLarge', `A PutRecords request is at most ${MAX_PUT_RECORDS_BYTES} bytes of records`);
         }

@@ -5,19 +5,16 @@ import { Hono } from 'hono';
 import type { Logger } from 'pino';
 import { LedgerError } from '../../db/errors.ts';
 import type { Db } from '../../db/schema.ts';
-import { MAX_PUT_RECORDS_BYTES, putRecords } from '../../db/streams.ts';
+import { MAX_PUT_RECORDS_BODY_BYTES, MAX_PUT_RECORDS_BYTES, putRecords } from '../../db/streams.ts';
 import { parseJsonPayload, readBodyLimited } from './body.ts';
 import { nativeAnswer } from './native-routes.ts';
-
-/** 5 MB of records as base64 inside JSON, with room for the keys and the JSON around them */
-const BODY_LIMIT = Math.ceil((MAX_PUT_RECORDS_BYTES * 4) / 3) + 512 * 1024;
 
 export function streamRoutes(db: Db, logger: Logger): Hono {
   const app = new Hono();
 
   app.post('/streams/:name/records', (c) =>
     nativeAnswer(c, logger, async () => {
-      const bytes = await readBodyLimited(c, BODY_LIMIT).catch((e: unknown) => {
+      const bytes = await readBodyLimited(c, MAX_PUT_RECORDS_BODY_BYTES).catch((e: unknown) => {
         if (e instanceof LedgerError && e.code === 'PayloadTooLarge') {
           throw new LedgerError('PayloadTooLarge', `A PutRecords request is at most ${MAX_PUT_RECORDS_BYTES} bytes of records`);
         }

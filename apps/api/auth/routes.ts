@@ -1,6 +1,7 @@
 // Which scope each HTTP route and each GraphQL root field needs: the one table to read
 // (and to extend with every new route; test/security checks that nothing is left out).
 import type { Scope } from '../../../db/keys.ts';
+import { MAX_PUT_RECORDS_BODY_BYTES } from '../../../db/streams.ts';
 
 /** `open`: no key needed; `graphql`: decided per operation by the GraphQL plugin. */
 export type RouteAccess = Scope | 'open' | 'graphql';
@@ -41,9 +42,9 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   rule('GET', '/invocations/:id', /^\/invocations\/[^/]+\/?$/, 'audit', 'native'),
   rule('POST', '/queues/:name/messages', /^\/queues\/[^/]+\/messages\/?$/, 'invoke', 'native'),
   // putting records on a stream is to it what sending is to a queue (docs/streams.md)
-  rule('POST', '/streams/:name/records', /^\/streams\/[^/]+\/records\/?$/, 'invoke', 'native', Math.ceil((5_242_880 * 4) / 3) + 512 * 1024),
+  rule('POST', '/streams/:name/records', /^\/streams\/[^/]+\/records\/?$/, 'invoke', 'native', MAX_PUT_RECORDS_BODY_BYTES),
   // Kinesis's PutRecord/PutRecords (X-Amz-Target on POST /): the same as putting records above
-  rule('POST', '/', /^\/$/, 'invoke', 'lambda', Math.ceil((5_242_880 * 4) / 3) + 512 * 1024),
+  rule('POST', '/', /^\/$/, 'invoke', 'lambda', MAX_PUT_RECORDS_BODY_BYTES),
   // tamper evidence (docs/tamper-evidence.md): heads, proofs, and signing a head on demand
   rule('GET', '/audit/tree-heads', /^\/audit\/tree-heads\/?$/, 'audit', 'native'),
   rule('GET', '/audit/tree-heads/latest', /^\/audit\/tree-heads\/latest\/?$/, 'audit', 'native'),
