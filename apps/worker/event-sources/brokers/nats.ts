@@ -68,9 +68,32 @@ export const natsDriver: BrokerDriver = {
     const lostError = () => new Error('the NATS connection closed');
     // a connection that closes ends whatever waits on it: a pull, a flush, an info request
     // (without this a wait could outlive the connection, and with it the worker's shutdown)
-    const lost = nc.closed().then(() => Promise.reject(lostError()));
-    lost.catch(() => {});
-    const whileOpen = <T>(p: Promise<T>): Promise<T> => Promise.race([p, lost]);
+    // (each wait registers and unregisters itself: racing one long-lived promise would keep
+    // a reaction per message until the connection closed)
+    const waiting = new Set<(e: Error) => void>();
+    void nc.closed().then(() => {
+      for (const fail of waiting) fail(lostError());
+      waiting.clear();
+    });
+    const whileOpen = <T>(p: Promise<T>): Promise<T> => {
+      if (nc.isClosed()) {
+        p.catch(() => {}); // whatever it ends with, nobody waits for it now
+        return Promise.reject(lostError());
+      }
+      return new Promise<T>((resolve, reject) => {
+        waiting.add(reject);
+        p.then(
+          (v) => {
+            waiting.delete(reject);
+            resolve(v);
+          },
+          (e: unknown) => {
+            waiting.delete(reject);
+            reject(e);
+          },
+        );
+      });
+    };
 
     let interrupted = false;
     /** one pull request: up to what the batch still lacks, for at most a second */
