@@ -96,25 +96,48 @@ export interface DrainCost {
   postgresUsPerJob: number | null;
   /** CPU of the draining process (its startup included), µs per job */
   workerUsPerJob: number | null;
+  /** the same without what the process spent before it answered /healthz (loading its modules, connecting), µs per job */
+  workerSteadyUsPerJob?: number | null;
+}
+
+/** CPU seconds a process has spent so far (Linux), null elsewhere or once it is gone. */
+export function processCpuSeconds(pid: number | undefined): number | null {
+  if (pid === undefined || os.platform() !== 'linux') return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / hz();
+  } catch {
+    return null;
+  }
 }
 
 /** A window over a drain: WAL position and CPU before, and per-job costs after. */
-export async function drainCostWindow(url: string): Promise<(jobs: number, workerPid: number | undefined) => Promise<DrainCost>> {
+export async function drainCostWindow(
+  url: string,
+): Promise<(jobs: number, workerPid: number | undefined, workerStartupSeconds?: number | null) => Promise<DrainCost>> {
   const walPosition = async () => withClient(url, async (c) => (await c.query<{ lsn: string }>('select pg_current_wal_insert_lsn()::text as lsn')).rows[0]?.lsn ?? '0/0');
   const walBefore = await walPosition();
   const cpu = cpuWindow();
-  return async (jobs, workerPid) => {
+  return async (jobs, workerPid, workerStartupSeconds = null) => {
     const split = cpu(workerPid);
     const walAfter = await walPosition();
     const walBytes = await withClient(url, async (c) => Number((await c.query<{ b: string }>('select pg_wal_lsn_diff($1, $2)::text as b', [walAfter, walBefore])).rows[0]?.b ?? 0));
     const per = (s: number | undefined) => (split && s !== undefined ? Math.round((s / jobs) * 1e6) : null);
-    return { walBytesPerJob: Math.round(walBytes / jobs), postgresUsPerJob: per(split?.postgres), workerUsPerJob: per(split?.product) };
+    return {
+      walBytesPerJob: Math.round(walBytes / jobs),
+      postgresUsPerJob: per(split?.postgres),
+      workerUsPerJob: per(split?.product),
+      workerSteadyUsPerJob: split && workerStartupSeconds !== null ? per(split.product - workerStartupSeconds) : null,
+    };
   };
 }
 
 export function describeDrainCost(c: DrainCost): string {
   const us = (v: number | null) => (v === null ? 'n/a' : `${v} µs`);
-  return `per job: WAL ${c.walBytesPerJob.toLocaleString('en-US')} B, PostgreSQL CPU ${us(c.postgresUsPerJob)}, worker process CPU ${us(c.workerUsPerJob)} (startup included)`;
+  return `per job: WAL ${c.walBytesPerJob.toLocaleString('en-US')} B, PostgreSQL CPU ${us(c.postgresUsPerJob)}, worker process CPU ${us(c.workerUsPerJob)} (startup included${
+    c.workerSteadyUsPerJob == null ? '' : `; ${us(c.workerSteadyUsPerJob)} once it answered /healthz`
+  })`;
 }
 
 /**

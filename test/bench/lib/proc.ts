@@ -22,9 +22,9 @@ export interface Child {
 export function spawnNode(
   args: string[],
   env: Record<string, string>,
-  opts: { onLine?: (line: string) => void; nodeArgs?: string[] } = {},
+  opts: { onLine?: (line: string) => void; nodeArgs?: string[]; plain?: boolean } = {},
 ): Child {
-  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', ...args], {
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...(opts.plain ? [] : ['--import', 'tsx']), ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -75,10 +75,15 @@ export interface LedgerProcess extends Child {
   baseUrl: string;
 }
 
-/** `invoke-ledger start --role <role>` against `databaseUrl`, ready when /healthz answers. */
+/**
+ * `invoke-ledger start --role <role>` against `databaseUrl`, ready when /healthz answers.
+ * Run as a user runs it (`npm start`): bin/invoke-ledger.mjs with plain node, which runs the
+ * built dist/ (rebuilt first if a source changed), not the sources through tsx, whose
+ * compile-on-load would be counted in every drain's CPU.
+ */
 export async function startLedger(role: 'api' | 'worker' | 'all', databaseUrl: string, env: Record<string, string> = {}): Promise<LedgerProcess> {
   const port = await freePort();
-  const child = spawnNode([path.join(REPO_ROOT, 'apps/cli/main.ts'), 'start', '--role', role], {
+  const child = spawnNode([path.join(REPO_ROOT, 'bin/invoke-ledger.mjs'), 'start', '--role', role], {
     DATABASE_URL: databaseUrl,
     FUNCTIONS_DIR,
     PORT: String(port),
@@ -89,6 +94,7 @@ export async function startLedger(role: 'api' | 'worker' | 'all', databaseUrl: s
   }, {
     // BENCH_CPU_PROF=<dir>: every product process writes a V8 CPU profile there when it exits
     nodeArgs: process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : [],
+    plain: true,
   });
   const baseUrl = `http://127.0.0.1:${port}`;
   try {

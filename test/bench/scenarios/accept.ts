@@ -41,6 +41,7 @@ async function ours(amount: number): Promise<Measurement[]> {
       return [
         { scenario: 'accept', subject, metric: 'req/s', value: r.rps, unit: 'req/s', note: `${CONNECTIONS} connections, ${r.ok} × 202 = ${written} accepted events, ${r.non2xx} non-2xx, ${r.errors} errors` },
         { scenario: 'accept', subject, metric: 'p99', value: r.p99, unit: 'ms', note: describeCpu(split, r.ok, 'API') },
+        ...(split ? [{ scenario: 'accept', subject, metric: 'API CPU/request', value: (split.product / r.ok) * 1e6, unit: 'µs' }] : []),
       ];
     } finally {
       await api.stop();

@@ -8,7 +8,7 @@ import { createLedgerDatabase, acceptMany, anyStartedSince, queueNotEmpty, readD
 import { createScratchDatabase, withClient } from '../lib/pg.ts';
 import { runScript, startLedger } from '../lib/proc.ts';
 import { log, type BenchScale, type Measurement } from '../lib/types.ts';
-import { drainCostWindow, describeDrainCost, type DrainCost } from '../lib/cpu.ts';
+import { drainCostWindow, describeDrainCost, processCpuSeconds, type DrainCost } from '../lib/cpu.ts';
 import { databaseCostWindow, describeDatabaseCost, describeWalDetail, type DatabaseCost } from '../lib/db-cost.ts';
 
 export interface OurWorkerSettings {
@@ -65,6 +65,8 @@ export async function drainWithOurWorker(
     RUNTIME_THREADS: String(settings.threads),
     ...extra.env,
   });
+  // what it spent starting (loading modules, connecting) before it answered /healthz
+  const startupCpu = processCpuSeconds(worker.proc.pid);
   let drainCost: DrainCost | undefined;
   try {
     const started = Date.now();
@@ -76,7 +78,7 @@ export async function drainWithOurWorker(
       await new Promise((r) => setTimeout(r, 1_000));
       await dbCostWindow.readWal();
       if (!(await queueNotEmpty(db))) {
-        drainCost = await cost(jobs, worker.proc.pid);
+        drainCost = await cost(jobs, worker.proc.pid, startupCpu);
         backendSeconds = await dbCostWindow.backends();
         await extra.beforeStop?.();
         break;
@@ -101,6 +103,19 @@ export async function drainWithOurWorker(
   return { ...reading, cost: drainCost, dbCost };
 }
 
+/** The per-job costs the issue's targets are about, as numbers (they are also in the notes). */
+function costMeasurements(subject: string, cost: DrainCost | undefined): Measurement[] {
+  const out: Measurement[] = [];
+  const add = (metric: string, value: number | null | undefined, unit: string) => {
+    if (value !== null && value !== undefined) out.push({ scenario: 'drain', subject, metric, value, unit });
+  };
+  add('worker CPU/job', cost?.workerSteadyUsPerJob ?? cost?.workerUsPerJob, 'µs');
+  add('PostgreSQL CPU/job', cost?.postgresUsPerJob, 'µs');
+  // the server's WAL, as the peers' is measured
+  add('WAL/job', cost?.walBytesPerJob, 'B');
+  return out;
+}
+
 async function ours(isolation: 'inline' | 'thread', jobs: number, tuning: 'tuned' | 'defaults' = 'tuned'): Promise<Measurement[]> {
   const subject = `invoke-ledger (${isolation === 'inline' ? 'inline' : 'worker threads'}${tuning === 'defaults' ? ', defaults' : ''})`;
   const settings = tuning === 'defaults' ? DEFAULT_WORKER : isolation === 'inline' ? INLINE_WORKER : THREAD_WORKER;
@@ -113,6 +128,7 @@ async function ours(isolation: 'inline' | 'thread', jobs: number, tuning: 'tuned
     return [
       { scenario: 'drain', subject, metric: 'jobs/s', value: jobs / r.seconds, unit: 'jobs/s', note },
       { scenario: 'drain', subject, metric: 'events/invocation', value: r.events / r.invocations, unit: 'events' },
+      ...costMeasurements(subject, r.cost),
     ];
   } catch (e) {
     if (e instanceof Unavailable) return [{ scenario: 'drain', subject, metric: 'jobs/s', value: null, unit: 'jobs/s', note: e.message }];
