@@ -111,16 +111,19 @@ export async function appendBatch(
   return { results, rejected };
 }
 
+/**
+ * Puts the statement's time where the fold wrote TX_NOW. In place: every planned state is
+ * a new object from `apply`, not the caller's, and this runs twice per attempt (a profile of
+ * the drain had the copy it used to make among the worker's larger costs).
+ */
 function resolveNow(state: InvocationState, now: Date): InvocationState {
-  const fix = (d: Date | null) => (d !== null && d.getTime() === TX_NOW.getTime() ? now : d);
-  return {
-    ...state,
-    acceptedAt: fix(state.acceptedAt) as Date,
-    startedAt: fix(state.startedAt),
-    finishedAt: fix(state.finishedAt),
-    updatedAt: fix(state.updatedAt) as Date,
-    runAt: fix(state.runAt),
-  };
+  const marker = TX_NOW.getTime();
+  if (state.acceptedAt.getTime() === marker) state.acceptedAt = now;
+  if (state.startedAt !== null && state.startedAt.getTime() === marker) state.startedAt = now;
+  if (state.finishedAt !== null && state.finishedAt.getTime() === marker) state.finishedAt = now;
+  if (state.updatedAt.getTime() === marker) state.updatedAt = now;
+  if (state.runAt !== null && state.runAt.getTime() === marker) state.runAt = now;
+  return state;
 }
 
 async function writeStatement(
