@@ -29,6 +29,7 @@ import { createApiKey, type CreatedApiKey } from '../../db/keys.ts';
 import { brokerBatches, brokerFunction, brokerRuntimes, FIXTURES, NATS_URL, processedBodies, RABBITMQ_URL, silent, startSources, waitFor } from '../brokers/helpers.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { listen, type Listening } from '../helpers/http.ts';
+import { refusedWith } from '../helpers/refusal.ts';
 
 const AWS = '/usr/bin/aws';
 const hasCli = existsSync(AWS);
@@ -75,14 +76,7 @@ function aws(args: string[]): Promise<{ code: number; out: string; err: string }
   });
 }
 
-async function refusal(p: Promise<unknown>): Promise<LambdaServiceException> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(LambdaServiceException);
-  return e as LambdaServiceException;
-}
+const refusal = (p: Promise<unknown>): Promise<LambdaServiceException> => refusedWith(LambdaServiceException, p);
 
 async function counts(): Promise<{ mappings: number; changes: number }> {
   const { rows } = await sql<{ mappings: number; changes: number }>`

@@ -35,6 +35,7 @@ import { migrate } from '../../db/migrate.ts';
 import { listen, type Listening } from '../helpers/http.ts';
 import { freePort } from '../helpers/pg-admin.ts';
 import { FIXTURES, silent, startStreamPoller, streamRuntimes, waitFor } from '../streams/helpers.ts';
+import { refusedWith } from '../helpers/refusal.ts';
 
 let dir: string;
 let server: EmbeddedServer;
@@ -50,14 +51,7 @@ const fnArn = (f: string) => `arn:aws:lambda:us-east-1:000000000000:function:${f
 const sdk = () =>
   new LambdaClient({ endpoint: api.url, region: 'us-east-1', credentials: { accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey }, maxAttempts: 1 });
 
-async function refusal(p: Promise<unknown>): Promise<LambdaServiceException> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(LambdaServiceException);
-  return e as LambdaServiceException;
-}
+const refusal = (p: Promise<unknown>): Promise<LambdaServiceException> => refusedWith(LambdaServiceException, p);
 
 async function counts(): Promise<{ mappings: number; changes: number; slots: number; publications: number; streams: number }> {
   const { rows } = await sql<{ mappings: number; changes: number; slots: number; publications: number; streams: number }>`

@@ -44,6 +44,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { listen, type Listening } from '../helpers/http.ts';
 import { waitFor } from '../worker/helpers.ts';
 import { FIXTURES, fromBytes, json } from './helpers.ts';
+import { refusedWith } from '../helpers/refusal.ts';
 
 const silent = pino({ level: 'silent' });
 const LAMBDA_HANDLERS = fileURLToPath(new URL('./lambda-handlers/', import.meta.url));
@@ -73,14 +74,7 @@ exports.handler = async (event, context) => ({
 const sdk = (k: CreatedApiKey) =>
   new LambdaClient({ endpoint: server.url, region: 'us-east-1', credentials: { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey }, maxAttempts: 1 });
 
-async function refusal(p: Promise<unknown>): Promise<LambdaServiceException> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(LambdaServiceException);
-  return e as LambdaServiceException;
-}
+const refusal = (p: Promise<unknown>): Promise<LambdaServiceException> => refusedWith(LambdaServiceException, p);
 
 async function counts(): Promise<{ functions: number; packages: number; changes: number; versions: number }> {
   const { rows } = await sql<{ functions: number; packages: number; changes: number; versions: number }>`

@@ -28,6 +28,7 @@ import { createQueue } from '../../db/queues/queues.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { listen, type Listening } from '../helpers/http.ts';
 import { FIXTURES, batchFunction, pollInvocations, queueRuntimes, remainingMessages, silent, startPoller, terminal, waitFor, type RunningPoller } from '../queues/helpers.ts';
+import { refusedWith } from '../helpers/refusal.ts';
 
 const AWS = '/usr/bin/aws';
 const hasCli = existsSync(AWS);
@@ -81,14 +82,7 @@ async function ok(args: string[]): Promise<Record<string, unknown>> {
   return r.out.trim() === '' ? {} : (JSON.parse(r.out) as Record<string, unknown>);
 }
 
-async function refusal(p: Promise<unknown>): Promise<LambdaServiceException> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(LambdaServiceException);
-  return e as LambdaServiceException;
-}
+const refusal = (p: Promise<unknown>): Promise<LambdaServiceException> => refusedWith(LambdaServiceException, p);
 
 async function counts(): Promise<{ mappings: number; changes: number }> {
   const { rows } = await sql<{ mappings: number; changes: number }>`

@@ -29,6 +29,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { listen, type Listening } from '../helpers/http.ts';
 import { bearer, gql } from '../security/helpers.ts';
 import { FIXTURES, consumer, deliveredBatches, json, silent, startStreamPoller, streamRuntimes, waitFor } from '../streams/helpers.ts';
+import { refusedWith } from '../helpers/refusal.ts';
 
 const AWS = '/usr/bin/aws';
 const hasCli = existsSync(AWS);
@@ -76,14 +77,7 @@ async function ok(args: string[]): Promise<Record<string, unknown>> {
   return r.out.trim() === '' ? {} : (JSON.parse(r.out) as Record<string, unknown>);
 }
 
-async function refusal(p: Promise<unknown>): Promise<LambdaServiceException> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(LambdaServiceException);
-  return e as LambdaServiceException;
-}
+const refusal = (p: Promise<unknown>): Promise<LambdaServiceException> => refusedWith(LambdaServiceException, p);
 
 async function counts(): Promise<{ mappings: number; changes: number }> {
   const { rows } = await sql<{ mappings: number; changes: number }>`

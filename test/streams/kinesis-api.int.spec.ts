@@ -18,6 +18,7 @@ import { createStream, putRecords } from '../../db/streams.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { listen, type Listening } from '../helpers/http.ts';
 import { FIXTURES, silent, streamRuntimes } from './helpers.ts';
+import { refusedWith } from '../helpers/refusal.ts';
 
 const AWS = '/usr/bin/aws';
 
@@ -39,14 +40,7 @@ const kinesis = (k: CreatedApiKey) =>
     requestHandler: new NodeHttpHandler(),
   });
 
-async function refusal(p: Promise<unknown>): Promise<KinesisServiceException> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(KinesisServiceException);
-  return e as KinesisServiceException;
-}
+const refusal = (p: Promise<unknown>): Promise<KinesisServiceException> => refusedWith(KinesisServiceException, p);
 
 async function recordCount(): Promise<number> {
   const { rows } = await sql<{ n: number }>`select count(*)::int as n from ledger.stream_records`.execute(t.db);

@@ -18,6 +18,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { listen, type Listening } from '../helpers/http.ts';
 import { bearer, gql, sdkClient } from '../security/helpers.ts';
 import { FIXTURES, json, silent, startStreamPoller, streamRuntimes, waitFor } from './helpers.ts';
+import { refusedWith } from '../helpers/refusal.ts';
 
 let t: TestDatabase;
 let runtimes: Runtimes;
@@ -249,14 +250,7 @@ describe('tumbling windows', () => {
 });
 
 describe('TumblingWindowInSeconds on the wire', () => {
-  async function refusal(p: Promise<unknown>): Promise<LambdaServiceException> {
-    const e = await p.then(
-      () => null,
-      (err: unknown) => err,
-    );
-    expect(e).toBeInstanceOf(LambdaServiceException);
-    return e as LambdaServiceException;
-  }
+  const refusal = (p: Promise<unknown>): Promise<LambdaServiceException> => refusedWith(LambdaServiceException, p);
 
   it('is set and answered through CreateEventSourceMapping and UpdateEventSourceMapping, and refused outside 0 … 900', async () => {
     await createStream(t.db, { name: 'wire', shardCount: 1 });
