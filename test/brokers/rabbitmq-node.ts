@@ -8,8 +8,8 @@
 // epmd and never starts one (-start_epmd false), so it leaves no daemon behind.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { openSync, closeSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect } from 'amqplib';
@@ -27,6 +27,8 @@ export interface RabbitNode {
   start(): Promise<void>;
   /** sends the signal to its pid and waits for it to exit */
   signal(sig: 'SIGKILL' | 'SIGTERM'): Promise<void>;
+  /** what the broker printed so far, all its starts */
+  output(): string;
   /** kills it if it runs and removes its directory */
   close(): Promise<void>;
 }
@@ -84,7 +86,7 @@ export async function ownRabbitNode(): Promise<RabbitNode> {
       await waitFor(
         `rabbitmq-server ${nodeName} takes connections on ${port}`,
         async () => {
-          if (exited) throw new Error(`rabbitmq-server exited while starting:\n${(await readFile(path.join(dir, 'server.out'), 'utf8')).slice(-2000)}`);
+          if (exited) throw new Error(`rabbitmq-server exited while starting:\n${node.output().slice(-2000)}`);
           return answers();
         },
         120_000,
@@ -96,6 +98,13 @@ export async function ownRabbitNode(): Promise<RabbitNode> {
       const exited = new Promise((resolve) => c.once('exit', resolve));
       process.kill(c.pid as number, sig);
       await exited;
+    },
+    output() {
+      try {
+        return readFileSync(path.join(dir, 'server.out'), 'utf8');
+      } catch {
+        return '';
+      }
     },
     async close() {
       await node.signal('SIGKILL');

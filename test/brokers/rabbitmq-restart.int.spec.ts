@@ -55,17 +55,24 @@ describe.runIf(SLOW_BROKER_TESTS)(once('a RabbitMQ node killed and stopped mid-r
     await brokerFunction(t.db, 'rmq-restart');
     const m = await createBrokerMapping(t.db, { actor: 'test' }, { broker: 'rabbitmq', url: node.url, queue, functionName: 'rmq-restart', batchSize: 50, maxBatchingWindowMs: 50 });
     const processed = async () => processedBodies(await brokerBatches(t.db, 'rmq-restart')).length;
-    const state = async () => (await getBrokerMapping(t.db, m.id))?.state;
+    // what the mapping said last: a timeout below names it, and the node's own output
+    let said = '';
+    const state = async () => {
+      const r = await getBrokerMapping(t.db, m.id);
+      said = `${r?.state} (${r?.stateReason ?? 'no reason'}, since ${r?.stateChangedAt.toISOString()})`;
+      return r?.state;
+    };
+    const explained = (e: Error) => new Error(`${e.message}; the mapping says ${said}; the node's output ends:\n${node.output().slice(-1500)}`);
 
     const during: number[] = [];
     let floor = 200;
     for (const sig of ['SIGKILL', 'SIGTERM'] as const) {
       await waitFor(`batches flowing (more than ${floor})`, async () => (await processed()) > floor, 120_000);
       await node.signal(sig);
-      await waitFor(`the mapping reports the error after ${sig}`, async () => (await state()) === 'Error', 60_000);
+      await waitFor(`the mapping reports the error after ${sig}`, async () => (await state()) === 'Error', 60_000).catch((e: Error) => Promise.reject(explained(e)));
       during.push(await processed());
       await node.start();
-      await waitFor(`reconnected after ${sig}`, async () => (await state()) === 'Enabled', 120_000);
+      await waitFor(`reconnected after ${sig}`, async () => (await state()) === 'Enabled', 120_000).catch((e: Error) => Promise.reject(explained(e)));
       floor = during.at(-1)! + 200;
     }
 

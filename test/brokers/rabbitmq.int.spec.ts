@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtimes } from '../../apps/runtimes/index.ts';
 import { createBrokerMapping, deleteBrokerMapping, getBrokerMapping, updateBrokerMapping, type BrokerMappingInput } from '../../db/brokers.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { adminQuery } from '../helpers/pg-admin.ts';
 import { brokerBatches, brokerFunction, brokerRuntimes, processedBodies, RABBITMQ_URL, SLOW_BROKER_TESTS, once, startSources, terminal, waitFor } from './helpers.ts';
 
 let t: TestDatabase;
@@ -166,6 +167,26 @@ describe('RabbitMQ source', () => {
     await waitFor('processed', async () => processedBodies(await brokerBatches(t.db, 'rmq-toggle')).length === 1);
     expect((await getBrokerMapping(t.db, m.id))?.state).toBe('Enabled');
     await deleteBrokerMapping(t.db, { actor: 'test' }, m.id);
+  });
+
+  it('reports its state again when the database refused the report: the mapping does not go on saying what is no longer true', async () => {
+    // the worker may renew its hold but not write the state (a real refusal by PostgreSQL)
+    const refuse = `revoke update on ledger.broker_mappings from ledger_app;
+      grant update (consumer_worker_id, consumer_expires_at, lag, lag_at) on ledger.broker_mappings to ledger_app`;
+    const allow = 'grant update on ledger.broker_mappings to ledger_app';
+    await adminQuery(t.ownerUrl, refuse);
+    try {
+      const { queue } = await makeQueue('state-report');
+      const m = await mapping('rmq-state-report', queue);
+      await publish(queue, [{ n: 0 }]);
+      await waitFor('processed', async () => processedBodies(await brokerBatches(t.db, 'rmq-state-report')).length === 1);
+      expect((await getBrokerMapping(t.db, m.id))?.state).toBe('Creating'); // every report was refused
+      await adminQuery(t.ownerUrl, allow);
+      await waitFor('the state it consumes in, reported', async () => (await getBrokerMapping(t.db, m.id))?.state === 'Enabled', 10_000);
+      await deleteBrokerMapping(t.db, { actor: 'test' }, m.id);
+    } finally {
+      await adminQuery(t.ownerUrl, allow);
+    }
   });
 
   it('never shows the connection URL’s credentials', async () => {

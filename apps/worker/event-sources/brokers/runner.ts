@@ -58,6 +58,8 @@ export class MappingRunner {
   private readonly log: Logger;
   private lastLag = 0;
   private wakeSleep: (() => void) | null = null;
+  /** the state decided and not yet written (reportState) */
+  private unreported: { state: string; reason: string | null } | null = null;
 
   constructor(
     public mapping: ConsumableBrokerMapping,
@@ -91,10 +93,23 @@ export class MappingRunner {
   }
 
   private async state(state: string, reason: string | null = null): Promise<void> {
+    this.unreported = { state, reason };
+    await this.reportState();
+  }
+
+  /**
+   * Writes the state last decided if it is not written yet. A report the database refused
+   * (it was away, out of connections) is made again at every hold renewal, so the mapping
+   * does not go on saying Connecting or Error while it consumes.
+   */
+  private async reportState(): Promise<void> {
+    const s = this.unreported;
+    if (!s) return;
     try {
-      await reportBrokerMappingState(this.c.db, this.mapping.id, state, reason);
+      await reportBrokerMappingState(this.c.db, this.mapping.id, s.state, s.reason);
+      if (this.unreported === s) this.unreported = null;
     } catch (e) {
-      this.log.warn({ err: e }, 'could not report the mapping state');
+      this.log.warn({ err: e }, 'could not report the mapping state; reporting it again at the next hold renewal');
     }
   }
 
@@ -152,6 +167,7 @@ export class MappingRunner {
       if (Date.now() - lastHold > this.c.holdMs / 3) {
         if (!(await this.hold())) return; // another worker holds it now (ours ran out) or it was disabled
         lastHold = Date.now();
+        await this.reportState();
       }
       const batch = await consumer.next();
       // idle: the lag is worth a look (likely 0); busy: every few seconds
