@@ -46,9 +46,14 @@ function database(): pg.Pool {
   return pool;
 }
 
-function ensureSchema(db: pg.Pool): Promise<void> {
-  schemaReady ??= db
-    .query(
+// What PostgreSQL answers the loser of two sessions creating the table at once, depending on
+// which catalog row the race hits: the table (42P07), its row type (23505 or 42710).
+const CREATED_CONCURRENTLY = new Set(['42P07', '23505', '42710']);
+
+/** Creates the orders table unless it exists; another thread or process creating it at the same time is not an error. */
+export async function createOrdersTable(db: pg.Pool): Promise<void> {
+  try {
+    await db.query(
       `create table if not exists app_orders (
          invocation_id uuid primary key,
          customer      text not null,
@@ -57,16 +62,17 @@ function ensureSchema(db: pg.Pool): Promise<void> {
          first_attempt int not null,
          created_at    timestamptz not null default now()
        )`,
-    )
-    .then(
-      () => undefined,
-      (err: { code?: string }) => {
-        // Two threads creating the table at once: one loses with a duplicate type/table error.
-        if (err.code === '23505' || err.code === '42P07') return;
-        schemaReady = undefined;
-        throw err;
-      },
     );
+  } catch (err) {
+    if (!CREATED_CONCURRENTLY.has((err as { code?: string }).code ?? '')) throw err;
+  }
+}
+
+function ensureSchema(db: pg.Pool): Promise<void> {
+  schemaReady ??= createOrdersTable(db).catch((err: unknown) => {
+    schemaReady = undefined;
+    throw err;
+  });
   return schemaReady;
 }
 

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createOrdersTable } from '../../functions/orders.ts';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/database.ts';
 import { createRuntimes, type Runtimes } from './index.ts';
 import { moduleFunction } from './test-fixtures.ts';
@@ -31,7 +32,7 @@ describe('functions/orders.ts', () => {
     const event = { customer: 'ada', items: [{ sku: 'tea', quantity: 2, priceCents: 350 }] };
     const outcomes = await Promise.all([1, 2, 3].map((attempt) => runtimes.run(orders, { invocationId, attempt, payload: event })));
     for (const outcome of outcomes) {
-      expect(outcome).toMatchObject({ ok: true, result: { invocation_id: invocationId, customer: 'ada', total_cents: '700' } });
+      expect(outcome, JSON.stringify(outcome)).toMatchObject({ ok: true, result: { invocation_id: invocationId, customer: 'ada', total_cents: '700' } });
     }
     const firstAttempts = new Set(outcomes.map((o) => (o.ok ? (o.result as { first_attempt: number }).first_attempt : 0)));
     expect(firstAttempts.size).toBe(1);
@@ -43,6 +44,29 @@ describe('functions/orders.ts', () => {
       expect(rows[0]).toEqual({ n: 1 });
     } finally {
       await client.end();
+    }
+  });
+
+  it('creates its table from many connections at once without an error, whichever catalog row the race hits', async () => {
+    // a fresh schema per round, six sessions creating the table in it at once: the losers
+    // get 42P07, 23505 or (about 2 % of them) 42710, depending on the interleaving
+    const admin = new pg.Client({ connectionString: database.ownerUrl });
+    await admin.connect();
+    try {
+      for (let round = 0; round < 40; round++) {
+        const schema = `orders_race_${round}`;
+        await admin.query(`create schema ${schema}`);
+        const pools = Array.from({ length: 6 }, () => new pg.Pool({ connectionString: database.ownerUrl, max: 1, options: `-c search_path=${schema}` }));
+        try {
+          await Promise.all(pools.map((p) => createOrdersTable(p)));
+        } finally {
+          await Promise.all(pools.map((p) => p.end()));
+        }
+        const { rows } = await admin.query(`select count(*)::int as n from pg_tables where schemaname = $1 and tablename = 'app_orders'`, [schema]);
+        expect(rows[0]).toEqual({ n: 1 });
+      }
+    } finally {
+      await admin.end();
     }
   });
 
