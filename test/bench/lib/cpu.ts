@@ -41,22 +41,28 @@ interface Sample {
   machine: [number, number];
 }
 
+/** A process's name and CPU ticks so far (user + system), from /proc/<pid>/stat; null once it is gone. */
+function procStat(pid: number | string): [string, number] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // comm is parenthesised and may itself contain spaces or parentheses
+    const close = stat.lastIndexOf(')');
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    const fields = stat.slice(close + 2).split(' ');
+    // fields[0] is field 3 (state): utime and stime are fields 14 and 15
+    return [comm, Number(fields[11]) + Number(fields[12])];
+  } catch {
+    return null;
+  }
+}
+
 function sample(): Sample | null {
   if (os.platform() !== 'linux') return null;
   const procs = new Map<number, [string, number]>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // comm is parenthesised and may itself contain spaces or parentheses
-      const close = stat.lastIndexOf(')');
-      const comm = stat.slice(stat.indexOf('(') + 1, close);
-      const fields = stat.slice(close + 2).split(' ');
-      // fields[0] is field 3 (state): utime and stime are fields 14 and 15
-      procs.set(Number(entry), [comm, Number(fields[11]) + Number(fields[12])]);
-    } catch {
-      // the process ended between readdir and read
-    }
+    const stat = procStat(entry); // null: the process ended between readdir and read
+    if (stat) procs.set(Number(entry), stat);
   }
   const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
   const total = cpu.reduce((a, b) => a + b, 0);
@@ -103,13 +109,8 @@ export interface DrainCost {
 /** CPU seconds a process has spent so far (Linux), null elsewhere or once it is gone. */
 export function processCpuSeconds(pid: number | undefined): number | null {
   if (pid === undefined || os.platform() !== 'linux') return null;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / hz();
-  } catch {
-    return null;
-  }
+  const stat = procStat(pid);
+  return stat === null ? null : stat[1] / hz();
 }
 
 /** A window over a drain: WAL position and CPU before, and per-job costs after. */
